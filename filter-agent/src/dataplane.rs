@@ -1,0 +1,264 @@
+//! The kernel side as the agent sees it: load the XDP object, fill a map
+//! generation from a compiled rule set, flip the active generation, attach
+//! to interfaces and read the per-CPU counters back.
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, MapData, PerCpuArray},
+    programs::{Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use filter_common::compile::CompiledGeneration;
+use filter_common::maps::{self, names, *};
+
+/// The compiled XDP object, embedded at build time (see build.rs).
+pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edgefilter"));
+
+/// How big the prefix tries may grow, per generation.
+#[derive(Clone, Copy, Debug)]
+pub struct Capacity {
+    pub prefixes_v4: u32,
+    pub prefixes_v6: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity { prefixes_v4: DEFAULT_PREFIX_V4_CAPACITY, prefixes_v6: DEFAULT_PREFIX_V6_CAPACITY }
+    }
+}
+
+/// Attach mode, as the operator names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// Driver (native) XDP; fails if the NIC driver lacks support.
+    Native,
+    /// Generic XDP in the kernel stack: works everywhere, slower.
+    Skb,
+    /// Native, falling back to skb with a warning.
+    Auto,
+}
+
+/// Sums of per-CPU counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What one generation put in the tries, so it can be cleared later.
+#[derive(Default)]
+struct Written {
+    v4: Vec<Key<V4Key>>,
+    v6: Vec<Key<V6Key>>,
+}
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+    capacity: Capacity,
+    active: Option<u32>,
+    written: [Written; 2],
+    attached: Vec<(String, &'static str)>,
+}
+
+impl Dataplane {
+    /// Loads the program and creates its maps (nothing attached yet).
+    pub fn load(capacity: Capacity) -> Result<Self> {
+        if PROGRAM_OBJECT.is_empty() {
+            bail!("this build has no XDP program embedded (built with AYA_BUILD_SKIP); run `cargo xtask setup` and rebuild");
+        }
+        raise_memlock_limit();
+        let iface_slot = 0u32;
+        let ebpf = EbpfLoader::new()
+            .map_max_entries(names::PREFIX_V4, GENERATIONS * capacity.prefixes_v4)
+            .map_max_entries(names::PREFIX_V6, GENERATIONS * capacity.prefixes_v6)
+            .override_global("IFACE_SLOT", &iface_slot, true)
+            .load(PROGRAM_OBJECT)
+            .context("loading the XDP object")?;
+        let mut dp = Dataplane { ebpf, capacity, active: None, written: Default::default(), attached: Vec::new() };
+        let program: &mut Xdp = dp.program_mut()?;
+        program.load().context("the kernel verifier rejected the XDP program")?;
+        Ok(dp)
+    }
+
+    pub fn program(&self) -> Result<&Xdp> {
+        Ok(self.ebpf.program(names::PROGRAM).context("program missing from object")?.try_into()?)
+    }
+
+    fn program_mut(&mut self) -> Result<&mut Xdp> {
+        Ok(self.ebpf.program_mut(names::PROGRAM).context("program missing from object")?.try_into()?)
+    }
+
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+
+    pub fn active_generation(&self) -> Option<u32> {
+        self.active
+    }
+
+    /// Writes `compiled` into the inactive generation, switches every CPU to
+    /// it with one array write, then clears the previous generation. A
+    /// packet sees either the old set or the new one, never a mix.
+    pub fn apply(&mut self, mut build: impl FnMut(u32) -> Result<CompiledGeneration, String>) -> Result<u32> {
+        let next = self.active.map_or(0, |g| 1 - g);
+        let compiled = build(next).map_err(anyhow::Error::msg)?;
+        if compiled.v4.len() > self.capacity.prefixes_v4 as usize {
+            bail!("{} IPv4 prefix entries exceed the configured capacity of {}", compiled.v4.len(), self.capacity.prefixes_v4);
+        }
+        if compiled.v6.len() > self.capacity.prefixes_v6 as usize {
+            bail!("{} IPv6 prefix entries exceed the configured capacity of {}", compiled.v6.len(), self.capacity.prefixes_v6);
+        }
+        self.clear_generation(next)?;
+        self.write_generation(&compiled)?;
+        let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
+        config.set(0, ActiveConfig { generation: next, _pad: 0 }, 0).context("switching generation")?;
+        let previous = self.active.replace(next);
+        if let Some(old) = previous {
+            self.clear_generation(old)?;
+        }
+        Ok(next)
+    }
+
+    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
+        self.ebpf.map_mut(name).with_context(|| format!("map {name} missing from object"))
+    }
+
+    fn map(&self, name: &str) -> Result<&aya::maps::Map> {
+        self.ebpf.map(name).with_context(|| format!("map {name} missing from object"))
+    }
+
+    fn write_generation(&mut self, c: &CompiledGeneration) -> Result<()> {
+        let g = c.generation;
+        let written = &mut self.written[g as usize];
+        {
+            let map = self.ebpf.map_mut(names::PREFIX_V4).context("map PREFIX_V4 missing")?;
+            let mut v4: LpmTrie<&mut MapData, V4Key, PrefixEntry> = LpmTrie::try_from(map)?;
+            for (len, key, value) in &c.v4 {
+                let key = Key::new(*len, *key);
+                v4.insert(&key, value, 0).context("inserting an IPv4 prefix")?;
+                written.v4.push(key);
+            }
+        }
+        {
+            let map = self.ebpf.map_mut(names::PREFIX_V6).context("map PREFIX_V6 missing")?;
+            let mut v6: LpmTrie<&mut MapData, V6Key, PrefixEntry> = LpmTrie::try_from(map)?;
+            for (len, key, value) in &c.v6 {
+                let key = Key::new(*len, *key);
+                v6.insert(&key, value, 0).context("inserting an IPv6 prefix")?;
+                written.v6.push(key);
+            }
+        }
+        {
+            let mut rules: Array<&mut MapData, L4Rule> = Array::try_from(self.map_mut(names::L4_RULES)?)?;
+            for slot in 0..MAX_L4_RULES {
+                let rule = c.l4_rules.get(slot as usize).copied().unwrap_or_default();
+                rules.set(g * MAX_L4_RULES + slot, rule, 0)?;
+            }
+        }
+        {
+            let mut sets: Array<&mut MapData, L4Set> = Array::try_from(self.map_mut(names::L4_SETS)?)?;
+            for (i, set) in c.l4_sets.iter().enumerate() {
+                sets.set(g * MAX_L4_SETS + i as u32, set, 0)?;
+            }
+        }
+        let mut meta: Array<&mut MapData, GenerationMeta> = Array::try_from(self.map_mut(names::GEN_META)?)?;
+        meta.set(g, c.meta, 0)?;
+        Ok(())
+    }
+
+    fn clear_generation(&mut self, g: u32) -> Result<()> {
+        let written = std::mem::take(&mut self.written[g as usize]);
+        {
+            let mut v4: LpmTrie<&mut MapData, V4Key, PrefixEntry> = LpmTrie::try_from(self.map_mut(names::PREFIX_V4)?)?;
+            for key in &written.v4 {
+                v4.remove(key).context("removing an IPv4 prefix of the old generation")?;
+            }
+        }
+        let mut v6: LpmTrie<&mut MapData, V6Key, PrefixEntry> = LpmTrie::try_from(self.map_mut(names::PREFIX_V6)?)?;
+        for key in &written.v6 {
+            v6.remove(key).context("removing an IPv6 prefix of the old generation")?;
+        }
+        Ok(())
+    }
+
+    /// Attaches to `interface`; returns the mode actually used.
+    pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<&'static str> {
+        let program = self.program_mut()?;
+        let used = match mode {
+            AttachMode::Native => {
+                program.attach(interface, XdpMode::Driver).with_context(|| format!("attaching natively to {interface}"))?;
+                "native"
+            }
+            AttachMode::Skb => {
+                program.attach(interface, XdpMode::Skb).with_context(|| format!("attaching (skb) to {interface}"))?;
+                "skb"
+            }
+            AttachMode::Auto => match program.attach(interface, XdpMode::Driver) {
+                Ok(_) => "native",
+                Err(e) => {
+                    eprintln!("warning: native XDP on {interface} failed ({e}); falling back to skb mode");
+                    program.attach(interface, XdpMode::Skb).with_context(|| format!("attaching (skb) to {interface}"))?;
+                    "skb"
+                }
+            },
+        };
+        self.attached.push((interface.to_string(), used));
+        Ok(used)
+    }
+
+    pub fn attached(&self) -> &[(String, &'static str)] {
+        &self.attached
+    }
+
+    /// Packets and bytes per (reason, dropped), summed over CPUs and
+    /// interfaces.
+    pub fn reason_totals(&self) -> Result<BTreeMap<(Reason, bool), Totals>> {
+        let stats: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(self.map(names::REASON_STATS)?)?;
+        let mut out = BTreeMap::new();
+        for slot in 0..MAX_IFACE_SLOTS {
+            for reason in Reason::ALL {
+                for dropped in [false, true] {
+                    let values = stats.get(&maps::reason_stats_index(slot, reason, dropped), 0)?;
+                    let t: &mut Totals = out.entry((reason, dropped)).or_default();
+                    for c in values.iter() {
+                        t.packets += c.packets;
+                        t.bytes += c.bytes;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Packets and bytes for rule ids `1..=max_id`, summed over CPUs.
+    pub fn rule_totals(&self, max_id: u32) -> Result<Vec<Totals>> {
+        let stats: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(self.map(names::RULE_STATS)?)?;
+        (1..=max_id.min(MAX_RULE_IDS - 1))
+            .map(|id| {
+                let values = stats.get(&id, 0)?;
+                Ok(values.iter().fold(Totals::default(), |t, c| Totals { packets: t.packets + c.packets, bytes: t.bytes + c.bytes }))
+            })
+            .collect()
+    }
+
+    /// Zeroes every counter (tests and benchmarks start from a clean slate).
+    pub fn reset_counters(&mut self) -> Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        for name in [names::REASON_STATS, names::RULE_STATS] {
+            let mut stats: PerCpuArray<&mut MapData, Counter> = PerCpuArray::try_from(self.map_mut(name)?)?;
+            for i in 0..stats.len() {
+                stats.set(i, aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])?, 0)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raise it so large
+/// rule sets load there too (newer kernels use memory cgroups instead).
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}

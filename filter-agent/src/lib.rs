@@ -1,0 +1,4 @@
+//! The edge filter agent: loads the XDP program, compiles orders into its
+//! maps, attaches to interfaces and reports what it does.
+pub mod dataplane;
+pub mod ruleload;

@@ -1,0 +1,10 @@
+//! `aya::Pod` for the map types: they are plain `#[repr(C)]` data with every
+//! byte accounted for by a field (explicit padding), so any bit pattern is a
+//! valid value.
+use crate::maps::*;
+
+macro_rules! pod {
+    ($($t:ty),* $(,)?) => { $(unsafe impl aya::Pod for $t {})* };
+}
+
+pod!(ActiveConfig, GenerationMeta, V4Key, V6Key, PrefixEntry, L4Set, L4Rule, Counter);

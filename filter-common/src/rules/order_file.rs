@@ -1,0 +1,418 @@
+//! Order files: one TOML file per order, as an order handler writes it from
+//! an authority's request. See `rules/README.md` for the format.
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::{RuleError, RuleErrors};
+use super::ruleset::{Direction, PortRange, Scope, TcpFlags};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    Attack,
+    Legal,
+    AbuseFeed,
+    Operator,
+}
+
+impl Category {
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::Attack => "attack",
+            Category::Legal => "legal",
+            Category::AbuseFeed => "abuse-feed",
+            Category::Operator => "operator",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Drop,
+    DryRun,
+}
+
+/// A validated order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Order {
+    pub id: String,
+    pub authority: String,
+    pub reference: String,
+    pub category: Category,
+    pub received: DateTime<Utc>,
+    pub effective: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+    pub action: Action,
+    pub entries: Vec<Entry>,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl Order {
+    /// In force at `now`: `effective <= now < expires`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.effective <= now && now < self.expires
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub line: usize,
+    pub comment: Option<String>,
+    pub kind: EntryKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum EntryKind {
+    Prefixes { nets: Vec<IpNet>, direction: Direction },
+    L4(L4Entry),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct L4Entry {
+    pub protocol: u8,
+    pub source: Scope,
+    pub destination: Scope,
+    /// Empty = any port. Several ranges become several L4 slots.
+    pub source_ports: Vec<PortRange>,
+    pub destination_ports: Vec<PortRange>,
+    pub tcp_flags: Option<TcpFlags>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrder {
+    id: Spanned<String>,
+    authority: Spanned<String>,
+    reference: Spanned<String>,
+    category: Spanned<Category>,
+    received: Spanned<toml::value::Datetime>,
+    effective: Spanned<toml::value::Datetime>,
+    expires: Spanned<toml::value::Datetime>,
+    action: Spanned<Action>,
+    #[serde(default)]
+    entry: Vec<Spanned<RawEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    comment: Option<String>,
+    prefixes: Option<Vec<Spanned<String>>>,
+    direction: Option<Spanned<String>>,
+    protocol: Option<Spanned<toml::Value>>,
+    source: Option<Vec<Spanned<String>>>,
+    destination: Option<Vec<Spanned<String>>>,
+    source_ports: Option<Vec<Spanned<toml::Value>>>,
+    destination_ports: Option<Vec<Spanned<toml::Value>>>,
+    tcp_flags: Option<Spanned<String>>,
+    icmp_type: Option<Spanned<i64>>,
+    icmp_code: Option<Spanned<i64>>,
+}
+
+/// Collects errors located in one file's text.
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<RuleError>,
+}
+
+impl Ctx<'_> {
+    fn err<T>(&mut self, span: &Spanned<T>, msg: impl Into<String>) {
+        self.errors.push(RuleError::at_offset(self.file, self.text, span.span().start, msg));
+    }
+    fn line<T>(&self, span: &Spanned<T>) -> usize {
+        super::error::line_of(self.text, span.span().start)
+    }
+}
+
+/// Parses and validates one order file. All problems are reported at once.
+pub fn parse_order(file: &Path, text: &str) -> Result<Order, RuleErrors> {
+    let raw: RawOrder = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| super::error::line_of(text, s.start)).unwrap_or(0);
+        RuleErrors(vec![RuleError::new(file, line, e.message().trim().to_string())])
+    })?;
+    let mut cx = Ctx { file, text, errors: Vec::new() };
+
+    let id = raw.id.get_ref().trim().to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-/".contains(c)) {
+        cx.err(&raw.id, "order id must be non-empty and use only letters, digits and . _ : - /");
+    }
+    for (field, value) in [("authority", &raw.authority), ("reference", &raw.reference)] {
+        if value.get_ref().trim().is_empty() {
+            cx.err(value, format!("{field} must not be empty: every block needs a recorded reason"));
+        }
+    }
+    let received = timestamp(&mut cx, "received", &raw.received);
+    let effective = timestamp(&mut cx, "effective", &raw.effective);
+    let expires = timestamp(&mut cx, "expires", &raw.expires);
+    if let (Some(e), Some(x)) = (effective, expires) {
+        if x <= e {
+            cx.err(&raw.expires, "expires must be after effective");
+        }
+    }
+    if raw.entry.is_empty() {
+        cx.errors.push(RuleError::new(file, 0, "order has no [[entry]]"));
+    }
+    let entries: Vec<Entry> = raw.entry.iter().filter_map(|e| entry(&mut cx, e)).collect();
+
+    if !cx.errors.is_empty() {
+        return Err(RuleErrors(cx.errors));
+    }
+    Ok(Order {
+        id,
+        authority: raw.authority.into_inner(),
+        reference: raw.reference.into_inner(),
+        category: *raw.category.get_ref(),
+        received: received.expect("checked"),
+        effective: effective.expect("checked"),
+        expires: expires.expect("checked"),
+        action: *raw.action.get_ref(),
+        entries,
+        file: file.to_path_buf(),
+        line: 1,
+    })
+}
+
+fn timestamp(
+    cx: &mut Ctx<'_>,
+    field: &str,
+    value: &Spanned<toml::value::Datetime>,
+) -> Option<DateTime<Utc>> {
+    let text = value.get_ref().to_string();
+    match DateTime::parse_from_rfc3339(&text) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => {
+            cx.err(value, format!("{field} = {text}: need a full timestamp with a UTC offset, e.g. 2026-11-20T10:00:00Z"));
+            None
+        }
+    }
+}
+
+fn entry(cx: &mut Ctx<'_>, raw: &Spanned<RawEntry>) -> Option<Entry> {
+    let line = cx.line(raw);
+    let e = raw.get_ref();
+    let before = cx.errors.len();
+    let kind = match (&e.prefixes, &e.protocol) {
+        (Some(_), Some(p)) => {
+            cx.err(p, "an entry has either `prefixes` (block addresses) or `protocol` (L4 rule), not both");
+            return None;
+        }
+        (None, None) => {
+            cx.errors.push(RuleError::new(cx.file, line, "entry needs `prefixes` or `protocol`"));
+            return None;
+        }
+        (Some(list), None) => {
+            for (name, present) in [
+                ("source", e.source.is_some()),
+                ("destination", e.destination.is_some()),
+                ("source_ports", e.source_ports.is_some()),
+                ("destination_ports", e.destination_ports.is_some()),
+                ("tcp_flags", e.tcp_flags.is_some()),
+                ("icmp_type", e.icmp_type.is_some()),
+                ("icmp_code", e.icmp_code.is_some()),
+            ] {
+                if present {
+                    cx.errors.push(RuleError::new(cx.file, line, format!("`{name}` needs `protocol`; a `prefixes` entry blocks whole addresses")));
+                }
+            }
+            if list.is_empty() {
+                cx.errors.push(RuleError::new(cx.file, line, "`prefixes` is empty"));
+            }
+            let nets = list.iter().filter_map(|p| net(cx, p)).collect();
+            let direction = match &e.direction {
+                None => Direction::Both,
+                Some(d) => match d.get_ref().as_str() {
+                    "both" => Direction::Both,
+                    "src" | "source" => Direction::Src,
+                    "dst" | "destination" => Direction::Dst,
+                    other => {
+                        cx.err(d, format!("direction `{other}`: expected `both`, `src` or `dst`"));
+                        Direction::Both
+                    }
+                },
+            };
+            EntryKind::Prefixes { nets, direction }
+        }
+        (None, Some(proto)) => {
+            if let Some(d) = &e.direction {
+                cx.err(d, "`direction` applies to `prefixes`; an L4 rule uses `source` and `destination`");
+            }
+            EntryKind::L4(l4_entry(cx, e, proto))
+        }
+    };
+    (cx.errors.len() == before).then(|| Entry { line, comment: e.comment.clone(), kind })
+}
+
+fn l4_entry(cx: &mut Ctx<'_>, e: &RawEntry, proto: &Spanned<toml::Value>) -> L4Entry {
+    let protocol = match proto.get_ref() {
+        toml::Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            "icmp" => 1,
+            "icmpv6" | "ipv6-icmp" => 58,
+            "gre" => 47,
+            "esp" => 50,
+            "ah" => 51,
+            "sctp" => 132,
+            other => {
+                cx.err(proto, format!("protocol `{other}`: use tcp, udp, icmp, icmpv6, gre, esp, ah, sctp or a number 0-255"));
+                0
+            }
+        },
+        toml::Value::Integer(n) if (0..=255).contains(n) => *n as u8,
+        other => {
+            cx.err(proto, format!("protocol {other}: use a name or a number 0-255"));
+            0
+        }
+    };
+    let scope = |cx: &mut Ctx<'_>, list: &Option<Vec<Spanned<String>>>| -> Scope {
+        match list {
+            None => Scope::Any,
+            Some(items) if items.iter().any(|s| s.get_ref() == "any") => {
+                if items.len() > 1 {
+                    cx.err(&items[0], "`any` cannot be combined with prefixes");
+                }
+                Scope::Any
+            }
+            Some(items) => {
+                if items.is_empty() {
+                    cx.errors.push(RuleError::new(cx.file, 0, "empty address list: omit it for `any`"));
+                }
+                Scope::Nets(items.iter().filter_map(|p| net(cx, p)).collect())
+            }
+        }
+    };
+    let source = scope(cx, &e.source);
+    let destination = scope(cx, &e.destination);
+    let has_ports = e.source_ports.is_some() || e.destination_ports.is_some();
+    if has_ports && protocol != 6 && protocol != 17 {
+        cx.err(proto, "ports need protocol tcp or udp");
+    }
+    let source_ports = ports(cx, &e.source_ports);
+    let destination_ports = ports(cx, &e.destination_ports);
+    let tcp_flags = e.tcp_flags.as_ref().and_then(|f| {
+        if protocol != 6 {
+            cx.err(f, "tcp_flags needs protocol tcp");
+        }
+        match TcpFlags::parse(f.get_ref()) {
+            Ok(flags) => Some(flags),
+            Err(msg) => {
+                cx.err(f, msg);
+                None
+            }
+        }
+    });
+    let icmp = |cx: &mut Ctx<'_>, name: &str, v: &Option<Spanned<i64>>| -> Option<u8> {
+        let v = v.as_ref()?;
+        if protocol != 1 && protocol != 58 {
+            cx.err(v, format!("{name} needs protocol icmp or icmpv6"));
+        }
+        match u8::try_from(*v.get_ref()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                cx.err(v, format!("{name} {} is not in 0-255", v.get_ref()));
+                None
+            }
+        }
+    };
+    let icmp_type = icmp(cx, "icmp_type", &e.icmp_type);
+    let icmp_code = icmp(cx, "icmp_code", &e.icmp_code);
+    L4Entry { protocol, source, destination, source_ports, destination_ports, tcp_flags, icmp_type, icmp_code }
+}
+
+fn net(cx: &mut Ctx<'_>, text: &Spanned<String>) -> Option<IpNet> {
+    match parse_net(text.get_ref()) {
+        Ok(n) => Some(n),
+        Err(msg) => {
+            cx.err(text, msg);
+            None
+        }
+    }
+}
+
+/// A CIDR prefix or a bare address (a host route). Host bits must be zero:
+/// `203.0.113.7/24` is almost always a typo and silently widening or
+/// narrowing a legal order is not acceptable.
+pub fn parse_net(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    let net: IpNet = match text.parse() {
+        Ok(n) => n,
+        Err(_) => match text.parse::<std::net::IpAddr>() {
+            Ok(addr) => IpNet::from(addr),
+            Err(_) => return Err(format!("`{text}` is not an IP address or CIDR prefix")),
+        },
+    };
+    if net.trunc() != net {
+        return Err(format!("`{text}` has host bits set; did you mean {}?", net.trunc()));
+    }
+    Ok(net)
+}
+
+fn ports(cx: &mut Ctx<'_>, list: &Option<Vec<Spanned<toml::Value>>>) -> Vec<PortRange> {
+    let Some(items) = list else { return Vec::new() };
+    if items.is_empty() {
+        cx.errors.push(RuleError::new(cx.file, 0, "empty port list: omit it for any port"));
+    }
+    let mut out = Vec::new();
+    for item in items {
+        match PortRange::from_toml(item.get_ref()) {
+            Ok(r) => out.push(r),
+            Err(msg) => cx.err(item, msg),
+        }
+    }
+    out
+}
+
+/// Reads every `*.toml` order file below `dir` (sorted by path, so rule ids
+/// are stable). All files are checked; any error rejects the whole set.
+pub fn load_orders_dir(dir: &Path) -> Result<Vec<Order>, RuleErrors> {
+    let mut files = Vec::new();
+    collect_toml(dir, &mut files).map_err(|e| RuleErrors(vec![RuleError::new(dir, 0, e.to_string())]))?;
+    files.sort();
+    let mut orders: Vec<Order> = Vec::new();
+    let mut errors = Vec::new();
+    for file in &files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(RuleError::new(file, 0, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        match parse_order(file, &text) {
+            Ok(order) => {
+                if let Some(first) = orders.iter().find(|o| o.id == order.id) {
+                    errors.push(RuleError::new(file, 1, format!("order id {} already used in {}", order.id, first.file.display())));
+                } else {
+                    orders.push(order);
+                }
+            }
+            Err(RuleErrors(e)) => errors.extend(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(orders)
+    } else {
+        Err(RuleErrors(errors))
+    }
+}
+
+fn collect_toml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_toml(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

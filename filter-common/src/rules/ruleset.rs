@@ -1,0 +1,289 @@
+//! The evaluated rule set: what is in force, with a rule id per entry.
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+
+use super::order_file::{Action, Category, EntryKind, Order};
+use crate::maps::{FRAG_DROP_ALL, FRAG_DROP_NON_FIRST, FRAG_PASS, MAX_L4_RULES, MAX_RULE_IDS};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Src,
+    Dst,
+    Both,
+}
+
+impl Direction {
+    pub fn matches_src(self) -> bool {
+        matches!(self, Direction::Src | Direction::Both)
+    }
+    pub fn matches_dst(self) -> bool {
+        matches!(self, Direction::Dst | Direction::Both)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Any,
+    Nets(Vec<IpNet>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl PortRange {
+    pub const ANY: PortRange = PortRange { min: 0, max: u16::MAX };
+
+    pub fn contains(self, port: u16) -> bool {
+        self.min <= port && port <= self.max
+    }
+
+    /// `11211`, `"11211"` or `"1024-65535"`.
+    pub fn from_toml(v: &toml::Value) -> Result<PortRange, String> {
+        match v {
+            toml::Value::Integer(n) => match u16::try_from(*n) {
+                Ok(p) => Ok(PortRange { min: p, max: p }),
+                Err(_) => Err(format!("port {n} is not in 0-65535")),
+            },
+            toml::Value::String(s) => PortRange::parse(s),
+            other => Err(format!("port {other}: use a number or \"min-max\"")),
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<PortRange, String> {
+        let port = |t: &str| t.trim().parse::<u16>().map_err(|_| format!("`{s}` is not a port or port range (0-65535, \"min-max\")"));
+        let r = match s.split_once('-') {
+            Some((a, b)) => PortRange { min: port(a)?, max: port(b)? },
+            None => {
+                let p = port(s)?;
+                PortRange { min: p, max: p }
+            }
+        };
+        if r.min > r.max {
+            return Err(format!("port range `{s}` is empty (min > max)"));
+        }
+        Ok(r)
+    }
+}
+
+/// `(flags & mask) == value` on the TCP flag byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpFlags {
+    pub mask: u8,
+    pub value: u8,
+}
+
+impl TcpFlags {
+    /// Comma-separated flag names; `!` means "must be clear". `"syn,!ack"`
+    /// matches a connection-opening SYN.
+    pub fn parse(s: &str) -> Result<TcpFlags, String> {
+        let mut f = TcpFlags { mask: 0, value: 0 };
+        for word in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let (clear, name) = match word.strip_prefix('!') {
+                Some(n) => (true, n),
+                None => (false, word),
+            };
+            let bit = match name.to_ascii_lowercase().as_str() {
+                "fin" => 0x01,
+                "syn" => 0x02,
+                "rst" => 0x04,
+                "psh" => 0x08,
+                "ack" => 0x10,
+                "urg" => 0x20,
+                "ece" => 0x40,
+                "cwr" => 0x80,
+                _ => return Err(format!("tcp flag `{name}`: use fin, syn, rst, psh, ack, urg, ece, cwr, prefixed by ! for clear")),
+            };
+            if f.mask & bit != 0 {
+                return Err(format!("tcp flag `{name}` given twice"));
+            }
+            f.mask |= bit;
+            if !clear {
+                f.value |= bit;
+            }
+        }
+        if f.mask == 0 {
+            return Err("tcp_flags is empty".into());
+        }
+        Ok(f)
+    }
+}
+
+/// Provenance of a rule id: which order and entry it enforces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleInfo {
+    pub id: u32,
+    pub order_id: String,
+    pub authority: String,
+    pub category: Category,
+    pub dry_run: bool,
+    pub file: std::path::PathBuf,
+    pub line: usize,
+    pub comment: Option<String>,
+}
+
+/// Block an address range as source and/or destination.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrefixRule {
+    pub rule_id: u32,
+    pub net: IpNet,
+    pub direction: Direction,
+    pub dry_run: bool,
+}
+
+/// One L4 rule slot. Slots are evaluated in order; an order entry with
+/// several port ranges expands into several slots sharing its rule id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct L4Slot {
+    pub rule_id: u32,
+    pub dry_run: bool,
+    /// `None` = any protocol.
+    pub protocol: Option<u8>,
+    pub source: Scope,
+    pub destination: Scope,
+    pub src_ports: Option<PortRange>,
+    pub dst_ports: Option<PortRange>,
+    pub tcp_flags: Option<TcpFlags>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+}
+
+impl L4Slot {
+    /// Whether the rule looks inside the transport header; such rules never
+    /// match non-first fragments, which have none.
+    pub fn needs_header(&self) -> bool {
+        self.src_ports.is_some()
+            || self.dst_ports.is_some()
+            || self.tcp_flags.is_some()
+            || self.icmp_type.is_some()
+            || self.icmp_code.is_some()
+    }
+}
+
+/// Settings that are not orders but change verdicts (agent configuration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Management networks and BGP peers: always passed.
+    pub allow: Vec<IpNet>,
+    /// Drop malformed packets instead of passing them.
+    pub fail_closed: bool,
+    /// `FRAG_*` per IP protocol number.
+    pub fragment_policy: [u8; 256],
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { allow: Vec::new(), fail_closed: false, fragment_policy: [FRAG_PASS; 256] }
+    }
+}
+
+impl Settings {
+    /// Parses `proto=policy[,proto=policy...]`, protocols by name
+    /// (tcp, udp, icmp, icmpv6, other = every protocol not named) or number,
+    /// policies `pass`, `drop-non-first`, `drop-all`.
+    pub fn set_fragment_policy(&mut self, spec: &str) -> Result<(), String> {
+        let mut named = [false; 256];
+        let mut other = None;
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (proto, policy) = item.split_once('=').ok_or_else(|| format!("`{item}`: expected protocol=policy"))?;
+            let policy = match policy.trim() {
+                "pass" => FRAG_PASS,
+                "drop-non-first" => FRAG_DROP_NON_FIRST,
+                "drop-all" => FRAG_DROP_ALL,
+                p => return Err(format!("fragment policy `{p}`: use pass, drop-non-first or drop-all")),
+            };
+            let proto = match proto.trim() {
+                "tcp" => 6u8,
+                "udp" => 17,
+                "icmp" => 1,
+                "icmpv6" => 58,
+                "other" => {
+                    other = Some(policy);
+                    continue;
+                }
+                n => n.parse::<u8>().map_err(|_| format!("protocol `{n}`: use tcp, udp, icmp, icmpv6, other or 0-255"))?,
+            };
+            self.fragment_policy[proto as usize] = policy;
+            named[proto as usize] = true;
+        }
+        if let Some(policy) = other {
+            for (p, slot) in self.fragment_policy.iter_mut().enumerate() {
+                if !named[p] {
+                    *slot = policy;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything in force at one instant.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleSet {
+    pub settings: Settings,
+    pub prefixes: Vec<PrefixRule>,
+    pub l4: Vec<L4Slot>,
+    /// Indexed by rule id - 1.
+    pub rules: Vec<RuleInfo>,
+}
+
+impl RuleSet {
+    /// Rule ids are given in order-file order to the entries of orders
+    /// active at `now`.
+    pub fn build(settings: Settings, orders: &[Order], now: DateTime<Utc>) -> Result<RuleSet, String> {
+        let mut rs = RuleSet { settings, ..RuleSet::default() };
+        for order in orders.iter().filter(|o| o.is_active(now)) {
+            let dry_run = order.action == Action::DryRun;
+            for entry in &order.entries {
+                let rule_id = rs.rules.len() as u32 + 1;
+                if rule_id >= MAX_RULE_IDS {
+                    return Err(format!("more than {} rule entries in force", MAX_RULE_IDS - 1));
+                }
+                rs.rules.push(RuleInfo {
+                    id: rule_id,
+                    order_id: order.id.clone(),
+                    authority: order.authority.clone(),
+                    category: order.category,
+                    dry_run,
+                    file: order.file.clone(),
+                    line: entry.line,
+                    comment: entry.comment.clone(),
+                });
+                match &entry.kind {
+                    EntryKind::Prefixes { nets, direction } => {
+                        rs.prefixes.extend(nets.iter().map(|&net| PrefixRule { rule_id, net, direction: *direction, dry_run }));
+                    }
+                    EntryKind::L4(l4) => {
+                        let some_or_any = |v: &Vec<PortRange>| if v.is_empty() { vec![None] } else { v.iter().copied().map(Some).collect() };
+                        for src_ports in some_or_any(&l4.source_ports) {
+                            for dst_ports in some_or_any(&l4.destination_ports) {
+                                rs.l4.push(L4Slot {
+                                    rule_id,
+                                    dry_run,
+                                    protocol: Some(l4.protocol),
+                                    source: l4.source.clone(),
+                                    destination: l4.destination.clone(),
+                                    src_ports,
+                                    dst_ports,
+                                    tcp_flags: l4.tcp_flags,
+                                    icmp_type: l4.icmp_type,
+                                    icmp_code: l4.icmp_code,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if rs.l4.len() > MAX_L4_RULES as usize {
+            return Err(format!("{} L4 rule slots in force; the data plane holds {MAX_L4_RULES} (each port range of an entry is a slot)", rs.l4.len()));
+        }
+        Ok(rs)
+    }
+
+    pub fn rule(&self, id: u32) -> Option<&RuleInfo> {
+        id.checked_sub(1).and_then(|i| self.rules.get(i as usize))
+    }
+}
