@@ -1,4 +1,7 @@
 //! The edge filter agent: loads the XDP program, compiles orders into its
 //! maps, attaches to interfaces and reports what it does.
+pub mod classify_cmd;
 pub mod dataplane;
+pub mod report;
 pub mod ruleload;
+pub mod run;
