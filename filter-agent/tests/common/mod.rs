@@ -1,5 +1,6 @@
 //! Shared test helpers: seeded packet and rule-set generators.
 #![allow(dead_code)]
+pub mod netns;
 pub mod pktgen;
 pub mod rulegen;
 
@@ -8,5 +9,23 @@ pub fn seed() -> u64 {
     match std::env::var("EDGEFILTER_SEED") {
         Ok(s) => s.parse().expect("EDGEFILTER_SEED must be a u64"),
         Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    }
+}
+
+/// A scratch directory removed on drop, even when the test fails.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("edgefilter-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
