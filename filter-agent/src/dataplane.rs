@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, MapData, PerCpuArray},
+    maps::{lpm_trie::Key, Array, MapData, PerCpuArray},
     programs::{Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
@@ -130,25 +130,14 @@ impl Dataplane {
 
     fn write_generation(&mut self, c: &CompiledGeneration) -> Result<()> {
         let g = c.generation;
-        let written = &mut self.written[g as usize];
-        {
-            let map = self.ebpf.map_mut(names::PREFIX_V4).context("map PREFIX_V4 missing")?;
-            let mut v4: LpmTrie<&mut MapData, V4Key, PrefixEntry> = LpmTrie::try_from(map)?;
-            for (len, key, value) in &c.v4 {
-                let key = Key::new(*len, *key);
-                v4.insert(&key, value, 0).context("inserting an IPv4 prefix")?;
-                written.v4.push(key);
-            }
-        }
-        {
-            let map = self.ebpf.map_mut(names::PREFIX_V6).context("map PREFIX_V6 missing")?;
-            let mut v6: LpmTrie<&mut MapData, V6Key, PrefixEntry> = LpmTrie::try_from(map)?;
-            for (len, key, value) in &c.v6 {
-                let key = Key::new(*len, *key);
-                v6.insert(&key, value, 0).context("inserting an IPv6 prefix")?;
-                written.v6.push(key);
-            }
-        }
+        let v4_keys: Vec<Key<V4Key>> = c.v4.iter().map(|(len, key, _)| Key::new(*len, *key)).collect();
+        let v4_values: Vec<PrefixEntry> = c.v4.iter().map(|(_, _, v)| *v).collect();
+        crate::batch::update(self.raw_fd(names::PREFIX_V4)?, &v4_keys, &v4_values).context("writing IPv4 prefixes")?;
+        self.written[g as usize].v4 = v4_keys;
+        let v6_keys: Vec<Key<V6Key>> = c.v6.iter().map(|(len, key, _)| Key::new(*len, *key)).collect();
+        let v6_values: Vec<PrefixEntry> = c.v6.iter().map(|(_, _, v)| *v).collect();
+        crate::batch::update(self.raw_fd(names::PREFIX_V6)?, &v6_keys, &v6_values).context("writing IPv6 prefixes")?;
+        self.written[g as usize].v6 = v6_keys;
         {
             let mut rules: Array<&mut MapData, L4Rule> = Array::try_from(self.map_mut(names::L4_RULES)?)?;
             for slot in 0..MAX_L4_RULES {
@@ -169,17 +158,18 @@ impl Dataplane {
 
     fn clear_generation(&mut self, g: u32) -> Result<()> {
         let written = std::mem::take(&mut self.written[g as usize]);
-        {
-            let mut v4: LpmTrie<&mut MapData, V4Key, PrefixEntry> = LpmTrie::try_from(self.map_mut(names::PREFIX_V4)?)?;
-            for key in &written.v4 {
-                v4.remove(key).context("removing an IPv4 prefix of the old generation")?;
-            }
-        }
-        let mut v6: LpmTrie<&mut MapData, V6Key, PrefixEntry> = LpmTrie::try_from(self.map_mut(names::PREFIX_V6)?)?;
-        for key in &written.v6 {
-            v6.remove(key).context("removing an IPv6 prefix of the old generation")?;
-        }
+        crate::batch::delete(self.raw_fd(names::PREFIX_V4)?, &written.v4).context("removing IPv4 prefixes of the old generation")?;
+        crate::batch::delete(self.raw_fd(names::PREFIX_V6)?, &written.v6).context("removing IPv6 prefixes of the old generation")?;
         Ok(())
+    }
+
+    /// File descriptor of a map, for the batch syscalls aya lacks.
+    fn raw_fd(&self, name: &str) -> Result<std::os::fd::RawFd> {
+        use std::os::fd::{AsFd, AsRawFd};
+        match self.map(name)? {
+            aya::maps::Map::LpmTrie(data) => Ok(data.fd().as_fd().as_raw_fd()),
+            _ => bail!("map {name} is not an LPM trie"),
+        }
     }
 
     /// Attaches to `interface`; returns the mode actually used.

@@ -1,5 +1,6 @@
 //! The edge filter agent: loads the XDP program, compiles orders into its
 //! maps, attaches to interfaces and reports what it does.
+mod batch;
 pub mod classify_cmd;
 pub mod dataplane;
 pub mod report;
