@@ -1,0 +1,79 @@
+//! The operator commands as a NOC engineer runs them.
+mod common;
+
+use std::process::Command;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_filter-agent");
+
+fn rules_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")
+}
+
+fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64).udp(sport, dport);
+    let mut out = Vec::new();
+    b.write(&mut out, b"payload!").unwrap();
+    out
+}
+
+#[test]
+fn check_accepts_the_bundled_rules_and_rejects_bad_files_with_file_and_line() {
+    let ok = Command::new(AGENT).args(["check", "--rules"]).arg(rules_dir()).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+
+    let dir = common::TempDir::new("cli-check");
+    std::fs::write(dir.0.join("bad.toml"), "id = \"X\"\nauthority = \"A\"\nreference = \"R\"\ncategory = \"legal\"\nreceived = 2026-01-01T00:00:00Z\neffective = 2026-01-01T00:00:00Z\nexpires = 2027-01-01T00:00:00Z\naction = \"drop\"\n[[entry]]\nprefixes = [\"203.0.113.300/24\"]\n").unwrap();
+    let bad = Command::new(AGENT).args(["check", "--rules"]).arg(&dir.0).output().unwrap();
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{out}");
+    assert!(out.contains("bad.toml:10: `203.0.113.300/24` is not an IP address or CIDR prefix"), "{out}");
+}
+
+#[test]
+fn run_refuses_invalid_rules_before_touching_the_kernel() {
+    let dir = common::TempDir::new("cli-run");
+    std::fs::write(dir.0.join("bad.toml"), "id = \"X\"\n").unwrap();
+    let out = Command::new(AGENT).args(["run", "-i", "lo", "--rules"]).arg(&dir.0).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad.toml:1: missing field `authority`"), "{err}");
+    let link = Command::new("ip").args(["link", "show", "lo"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"), "nothing may be attached");
+}
+
+#[test]
+fn classify_explains_verdicts_with_provenance() {
+    let blocked = hex::encode(udp_frame([203, 0, 113, 200], [198, 18, 0, 1], 1000, 53));
+    let memcached = hex::encode(udp_frame([192, 0, 2, 1], [198, 18, 0, 1], 11211, 40000));
+    let clean = hex::encode(udp_frame([192, 0, 2, 1], [198, 18, 0, 1], 5000, 53));
+    let out = Command::new(AGENT)
+        .args(["classify", "--rules"])
+        .arg(rules_dir())
+        .args(["--packet", &blocked, "--packet", &memcached, "--packet", &clean])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("#1 DROP reason=prefix") && lines[0].contains("order=EXAMPLE-REG-2026-0117") && lines[0].contains("legal-example-2026-0117.toml:"), "{text}");
+    assert!(lines[1].starts_with("#2 DROP reason=l4") && lines[1].contains("order=NOC-ATTACK-2026-0042"), "{text}");
+    assert!(lines[2].starts_with("#3 PASS reason=pass"), "{text}");
+}
+
+#[test]
+fn classify_reads_pcap_files() {
+    let dir = common::TempDir::new("cli-pcap");
+    let path = dir.0.join("capture.pcap");
+    {
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = pcap_file::pcap::PcapWriter::new(file).unwrap();
+        for frame in [udp_frame([203, 0, 113, 200], [198, 18, 0, 1], 1, 2), udp_frame([198, 18, 0, 2], [198, 18, 0, 1], 1, 2)] {
+            let pkt = pcap_file::pcap::PcapPacket::new(std::time::Duration::ZERO, frame.len() as u32, &frame);
+            w.write_packet(&pkt).unwrap();
+        }
+    }
+    let out = Command::new(AGENT).args(["classify", "--rules"]).arg(rules_dir()).arg("--pcap").arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("#1 DROP reason=prefix") && text.contains("#2 PASS"), "{text}");
+}
