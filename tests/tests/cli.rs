@@ -1,9 +1,9 @@
 //! The operator commands as a NOC engineer runs them.
-mod common;
-
 use std::process::Command;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_filter-agent");
+fn agent() -> Command {
+    Command::new(edgefilter_tests::agent_binary())
+}
 
 fn rules_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")
@@ -18,12 +18,12 @@ fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
 
 #[test]
 fn check_accepts_the_bundled_rules_and_rejects_bad_files_with_file_and_line() {
-    let ok = Command::new(AGENT).args(["check", "--rules"]).arg(rules_dir()).output().unwrap();
+    let ok = agent().args(["check", "--rules"]).arg(rules_dir()).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
 
-    let dir = common::TempDir::new("cli-check");
+    let dir = edgefilter_tests::TempDir::new("cli-check");
     std::fs::write(dir.0.join("bad.toml"), "id = \"X\"\nauthority = \"A\"\nreference = \"R\"\ncategory = \"legal\"\nreceived = 2026-01-01T00:00:00Z\neffective = 2026-01-01T00:00:00Z\nexpires = 2027-01-01T00:00:00Z\naction = \"drop\"\n[[entry]]\nprefixes = [\"203.0.113.300/24\"]\n").unwrap();
-    let bad = Command::new(AGENT).args(["check", "--rules"]).arg(&dir.0).output().unwrap();
+    let bad = agent().args(["check", "--rules"]).arg(&dir.0).output().unwrap();
     let out = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{out}");
     assert!(out.contains("bad.toml:10: `203.0.113.300/24` is not an IP address or CIDR prefix"), "{out}");
@@ -31,9 +31,9 @@ fn check_accepts_the_bundled_rules_and_rejects_bad_files_with_file_and_line() {
 
 #[test]
 fn run_refuses_invalid_rules_before_touching_the_kernel() {
-    let dir = common::TempDir::new("cli-run");
+    let dir = edgefilter_tests::TempDir::new("cli-run");
     std::fs::write(dir.0.join("bad.toml"), "id = \"X\"\n").unwrap();
-    let out = Command::new(AGENT).args(["run", "-i", "lo", "--rules"]).arg(&dir.0).output().unwrap();
+    let out = agent().args(["run", "-i", "lo", "--rules"]).arg(&dir.0).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("bad.toml:1: missing field `authority`"), "{err}");
@@ -46,7 +46,7 @@ fn classify_explains_verdicts_with_provenance() {
     let blocked = hex::encode(udp_frame([203, 0, 113, 200], [198, 18, 0, 1], 1000, 53));
     let memcached = hex::encode(udp_frame([192, 0, 2, 1], [198, 18, 0, 1], 11211, 40000));
     let clean = hex::encode(udp_frame([192, 0, 2, 1], [198, 18, 0, 1], 5000, 53));
-    let out = Command::new(AGENT)
+    let out = agent()
         .args(["classify", "--rules"])
         .arg(rules_dir())
         .args(["--packet", &blocked, "--packet", &memcached, "--packet", &clean])
@@ -62,7 +62,7 @@ fn classify_explains_verdicts_with_provenance() {
 
 #[test]
 fn classify_reads_pcap_files() {
-    let dir = common::TempDir::new("cli-pcap");
+    let dir = edgefilter_tests::TempDir::new("cli-pcap");
     let path = dir.0.join("capture.pcap");
     {
         let file = std::fs::File::create(&path).unwrap();
@@ -72,7 +72,7 @@ fn classify_reads_pcap_files() {
             w.write_packet(&pkt).unwrap();
         }
     }
-    let out = Command::new(AGENT).args(["classify", "--rules"]).arg(rules_dir()).arg("--pcap").arg(&path).output().unwrap();
+    let out = agent().args(["classify", "--rules"]).arg(rules_dir()).arg("--pcap").arg(&path).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("#1 DROP reason=prefix") && text.contains("#2 PASS"), "{text}");

@@ -11,7 +11,7 @@ use filter_common::rules::{Direction, L4Slot, PortRange, PrefixRule, RuleInfo, R
 use ipnet::IpNet;
 use rand::{rngs::SmallRng, Rng};
 
-use super::pktgen::{inside, v6, PORT_POOL};
+use crate::pktgen::{inside, v6, PORT_POOL};
 
 fn net(addr: IpAddr, len: u8) -> IpNet {
     IpNet::new(addr, len).unwrap().trunc()

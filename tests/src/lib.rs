@@ -1,5 +1,5 @@
-//! Shared test helpers: seeded packet and rule-set generators.
-#![allow(dead_code)]
+//! Helpers shared by the end-to-end tests: network namespaces, seeded
+//! packet and rule-set generators, scratch directories, the agent binary.
 pub mod netns;
 pub mod pktgen;
 pub mod rulegen;
@@ -28,4 +28,13 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The `filter-agent` binary cargo built next to this test executable.
+pub fn agent_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/filter-agent
+    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("filter-agent");
+    assert!(bin.exists(), "{} not built; run the tests with `cargo test --workspace`", bin.display());
+    bin
 }

@@ -5,8 +5,6 @@
 //! Replay a failure with `EDGEFILTER_SEED=<seed> cargo test --release -p
 //! filter-agent --test differential`. `EDGEFILTER_PACKETS` overrides the
 //! number of packets per rule set.
-mod common;
-
 use std::collections::BTreeMap;
 
 use aya::programs::{TestRun, TestRunOptions};
@@ -17,7 +15,7 @@ use filter_common::reference::{Decision, Reference};
 use filter_common::rules::RuleSet;
 use rand::{rngs::SmallRng, SeedableRng};
 
-use common::{pktgen::{AddrPool, PacketGen}, rulegen};
+use edgefilter_tests::{pktgen::{AddrPool, PacketGen}, rulegen};
 
 const RULE_SETS: usize = 10;
 /// The kernel refuses XDP test runs on frames shorter than an Ethernet
@@ -87,7 +85,7 @@ fn frames(gen: &mut PacketGen, count: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn xdp_program_matches_reference_classifier() {
-    let seed = common::seed();
+    let seed = edgefilter_tests::seed();
     let per_set: usize = std::env::var("EDGEFILTER_PACKETS").ok().and_then(|v| v.parse().ok()).unwrap_or(12_000);
     eprintln!("differential seed {seed} ({RULE_SETS} rule sets x {per_set} packets)");
     let mut rng = SmallRng::seed_from_u64(seed);

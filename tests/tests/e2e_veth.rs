@@ -1,13 +1,11 @@
 //! End to end: the real agent binary attached to a veth in a namespace,
 //! real traffic from a second namespace, verdicts observed on the wire and
 //! in the agent's counters.
-mod common;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::netns::Namespaces;
+use edgefilter_tests::netns::Namespaces;
 
 const ORDERS: &str = r#"
 id = "E2E-LEGAL-1"
@@ -79,7 +77,7 @@ fn ping(ns: &Namespaces, args: &str) -> bool {
 fn agent_blocks_and_passes_real_traffic_between_namespaces() {
     let mut ns = Namespaces::new("efe2e", 2);
     let (a, b) = (ns.names[0].clone(), ns.names[1].clone());
-    common::netns::sh(&format!("ip link add efa{pid} netns {a} type veth peer name efb{pid} netns {b}", pid = std::process::id()));
+    edgefilter_tests::netns::sh(&format!("ip link add efa{pid} netns {a} type veth peer name efb{pid} netns {b}", pid = std::process::id()));
     let (va, vb) = (format!("efa{}", std::process::id()), format!("efb{}", std::process::id()));
     ns.exec(0, &format!("ip addr add 198.18.0.1/24 dev {va}"));
     ns.exec(0, &format!("ip addr add 2001:db8:e2e::1/64 dev {va} nodad"));
@@ -90,13 +88,15 @@ fn agent_blocks_and_passes_real_traffic_between_namespaces() {
     ns.exec(1, &format!("ip link set {vb} up"));
     ns.exec(1, &format!("ip -6 route add 2001:db8:bad::/64 dev {vb}"));
 
-    let dir = common::TempDir::new("e2e-rules");
+    let dir = edgefilter_tests::TempDir::new("e2e-rules");
     let rules = dir.0.clone();
     std::fs::write(rules.join("legal.toml"), ORDERS).unwrap();
     std::fs::write(rules.join("trial.toml"), DRY_RUN).unwrap();
 
     let agent = Command::new("ip")
-        .args(["netns", "exec", &b, env!("CARGO_BIN_EXE_filter-agent"), "run", "-i", &vb, "--rules"])
+        .args(["netns", "exec", &b])
+        .arg(edgefilter_tests::agent_binary())
+        .args(["run", "-i", &vb, "--rules"])
         .arg(&rules)
         .args(["--metrics", "127.0.0.1:9960"])
         .spawn()
