@@ -38,8 +38,7 @@ fn call(cmd: libc::c_long, fd: RawFd, keys: *const u8, values: *const u8, count:
     // which the callers size accordingly, and writes back only `count`.
     let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as u32) };
     if rc < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(err.kind(), format!("{err} after {} of {count} elements", attr.count)));
+        return Err(io::Error::last_os_error());
     }
     Ok(attr.count as usize)
 }
@@ -56,13 +55,53 @@ pub fn update<K: Copy, V: Copy>(fd: RawFd, keys: &[K], values: &[V]) -> io::Resu
     Ok(())
 }
 
-/// Deletes `keys`; every key must exist.
+/// Deletes `keys`. Keys that are already absent (a write that failed half
+/// way) are skipped, so clearing a generation always completes.
 pub fn delete<K: Copy>(fd: RawFd, keys: &[K]) -> io::Result<()> {
-    for k in keys.chunks(CHUNK) {
-        let done = call(BPF_MAP_DELETE_BATCH, fd, k.as_ptr().cast(), std::ptr::null(), k.len())?;
-        if done != k.len() {
-            return Err(io::Error::other(format!("batch delete stopped after {done} of {} elements", k.len())));
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let chunk = &rest[..rest.len().min(CHUNK)];
+        match call(BPF_MAP_DELETE_BATCH, fd, chunk.as_ptr().cast(), std::ptr::null(), chunk.len()) {
+            Ok(done) if done == chunk.len() => rest = &rest[done..],
+            // The kernel stops at the first missing key and reports how many
+            // it deleted before it; step over the missing one.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) || e.kind() == io::ErrorKind::NotFound => {
+                let done = deleted_before_error(fd, chunk)?;
+                rest = &rest[(done + 1).min(rest.len())..];
+            }
+            Ok(done) => rest = &rest[done..],
+            Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// Deletes keys one by one up to the first missing one; returns how many
+/// were deleted. Only used on the rare partial-failure path.
+fn deleted_before_error<K: Copy>(fd: RawFd, keys: &[K]) -> io::Result<usize> {
+    const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+    for (i, key) in keys.iter().enumerate() {
+        #[repr(C)]
+        struct ElemAttr {
+            map_fd: u32,
+            _pad: u32,
+            key: u64,
+            value: u64,
+            flags: u64,
+            _rest: [u64; 12],
+        }
+        // SAFETY: all-zero is a valid ElemAttr; the kernel reads one key.
+        let mut attr: ElemAttr = unsafe { std::mem::zeroed() };
+        attr.map_fd = fd as u32;
+        attr.key = key as *const K as u64;
+        let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_DELETE_ELEM, &mut attr as *mut ElemAttr, std::mem::size_of::<ElemAttr>() as u32) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(i);
+            }
+            return Err(err);
+        }
+    }
+    Ok(keys.len())
 }

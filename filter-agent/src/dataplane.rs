@@ -130,14 +130,16 @@ impl Dataplane {
 
     fn write_generation(&mut self, c: &CompiledGeneration) -> Result<()> {
         let g = c.generation;
+        // Record the keys before writing: if a write fails half way, the
+        // next apply still knows what to clear from this generation.
         let v4_keys: Vec<Key<V4Key>> = c.v4.iter().map(|(len, key, _)| Key::new(*len, *key)).collect();
         let v4_values: Vec<PrefixEntry> = c.v4.iter().map(|(_, _, v)| *v).collect();
-        crate::batch::update(self.raw_fd(names::PREFIX_V4)?, &v4_keys, &v4_values).context("writing IPv4 prefixes")?;
-        self.written[g as usize].v4 = v4_keys;
         let v6_keys: Vec<Key<V6Key>> = c.v6.iter().map(|(len, key, _)| Key::new(*len, *key)).collect();
         let v6_values: Vec<PrefixEntry> = c.v6.iter().map(|(_, _, v)| *v).collect();
-        crate::batch::update(self.raw_fd(names::PREFIX_V6)?, &v6_keys, &v6_values).context("writing IPv6 prefixes")?;
-        self.written[g as usize].v6 = v6_keys;
+        self.written[g as usize] = Written { v4: v4_keys, v6: v6_keys };
+        let written = &self.written[g as usize];
+        crate::batch::update(self.raw_fd(names::PREFIX_V4)?, &written.v4, &v4_values).context("writing IPv4 prefixes")?;
+        crate::batch::update(self.raw_fd(names::PREFIX_V6)?, &written.v6, &v6_values).context("writing IPv6 prefixes")?;
         {
             let mut rules: Array<&mut MapData, L4Rule> = Array::try_from(self.map_mut(names::L4_RULES)?)?;
             for slot in 0..MAX_L4_RULES {
