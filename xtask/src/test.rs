@@ -1,0 +1,54 @@
+//! `cargo xtask test` and `cargo xtask bench`: thin wrappers that set up the
+//! machine, then hand over to cargo and pass its exit code through.
+use std::path::Path;
+
+use anyhow::Result;
+use clap::ValueEnum;
+
+use crate::cmd;
+
+/// Builds the agent (and with it the XDP program), then runs every test of
+/// the workspace (except the eBPF crate, which has no host tests). Tests need root and a BPF-capable kernel. Returns cargo
+/// test's exit code.
+pub fn test(root: &Path, extra: &[String]) -> Result<i32> {
+    crate::build(root)?;
+    // filter-ebpf builds only for bpfel-unknown-none (filter-agent's build.rs
+    // does that); as a host test binary it cannot link, so it is excluded.
+    let mut c = cmd::cargo(["test", "--workspace", "--exclude", "filter-ebpf", "--release"]);
+    c.args(extra).current_dir(root);
+    println!("$ {}", cmd::display(&c));
+    Ok(exit_code(cmd::status(&mut c)?))
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Bench {
+    /// XDP data plane throughput and latency (edgefilter-bench).
+    Dataplane,
+}
+
+/// Runs a benchmark; returns its exit code.
+pub fn bench(root: &Path, what: Bench, extra: &[String]) -> Result<i32> {
+    let mut c = match what {
+        Bench::Dataplane => cmd::cargo([
+            "run",
+            "--release",
+            "-p",
+            "filter-agent",
+            "--bin",
+            "edgefilter-bench",
+            "--",
+            "--out",
+            "bench-results/dataplane.json",
+            "--markdown",
+            "BENCHMARKS.md",
+        ]),
+    };
+    c.args(extra).current_dir(root);
+    println!("$ {}", cmd::display(&c));
+    Ok(exit_code(cmd::status(&mut c)?))
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
