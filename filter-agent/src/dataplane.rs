@@ -9,22 +9,65 @@ use aya::{
     programs::{Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use filter_common::compile::CompiledGeneration;
+use filter_common::compile::{CompiledGeneration, Limits};
 use filter_common::maps::{self, names, *};
 
 /// The compiled XDP object, embedded at build time (see build.rs).
 pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edgefilter"));
 
-/// How big the prefix tries may grow, per generation.
+/// How big the prefix maps may grow, per generation.
 #[derive(Clone, Copy, Debug)]
 pub struct Capacity {
+    /// IPv4 prefixes longer than /24 outside dense blocks (`V4_LONG`);
+    /// /24 and shorter are unlimited (`V4_TBL24`).
     pub prefixes_v4: u32,
     pub prefixes_v6: u32,
+    /// Dense /24 blocks resolved by a 256-entry group (`V4_TBL8`, 1 KiB each).
+    pub v4_groups: u32,
 }
 
 impl Default for Capacity {
     fn default() -> Self {
-        Capacity { prefixes_v4: DEFAULT_PREFIX_V4_CAPACITY, prefixes_v6: DEFAULT_PREFIX_V6_CAPACITY }
+        Capacity { prefixes_v4: DEFAULT_PREFIX_V4_CAPACITY, prefixes_v6: DEFAULT_PREFIX_V6_CAPACITY, v4_groups: DEFAULT_V4_GROUPS }
+    }
+}
+
+// The u32 view of the u64-element tables relies on the low half coming first.
+#[cfg(not(target_endian = "little"))]
+compile_error!("the IPv4 tables are written through a little-endian u32 view");
+
+/// A shared mapping of an mmapable array map's values.
+struct Mapped {
+    ptr: *mut u32,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by one Dataplane and only written through
+// `&mut self`.
+unsafe impl Send for Mapped {}
+
+impl Mapped {
+    /// `entries` u32 slots (the map has half as many u64 elements).
+    fn new(fd: std::os::fd::RawFd, entries: usize) -> Result<Self> {
+        let bytes = entries * std::mem::size_of::<u32>();
+        // SAFETY: mapping a BPF_F_MMAPABLE array of exactly its size.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+        if ptr == libc::MAP_FAILED {
+            bail!("mmap of an array map failed: {}", std::io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr: ptr.cast(), len: entries })
+    }
+
+    fn slice_mut(&mut self) -> &mut [u32] {
+        // SAFETY: valid for `len` u32s while mapped.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `new` mapped.
+        unsafe { libc::munmap(self.ptr.cast(), self.len * std::mem::size_of::<u32>()) };
     }
 }
 
@@ -46,14 +89,17 @@ pub struct Totals {
     pub bytes: u64,
 }
 
-/// What one generation put in the tries, so it can be cleared later.
+/// What one generation put in the hash and trie, so it can be cleared later
+/// (the arrays are simply overwritten by the next write of the generation).
 #[derive(Default)]
 struct Written {
-    v4: Vec<Key<V4Key>>,
+    v4: Vec<V4LongKey>,
     v6: Vec<Key<V6Key>>,
 }
 
 pub struct Dataplane {
+    tbl24: Mapped,
+    tbl8: Mapped,
     ebpf: Ebpf,
     capacity: Capacity,
     active: Option<u32>,
@@ -70,12 +116,15 @@ impl Dataplane {
         raise_memlock_limit();
         let iface_slot = 0u32;
         let ebpf = EbpfLoader::new()
-            .map_max_entries(names::PREFIX_V4, GENERATIONS * capacity.prefixes_v4)
+            .map_max_entries(names::V4_LONG, GENERATIONS * capacity.prefixes_v4)
+            .map_max_entries(names::V4_TBL8, GENERATIONS * capacity.v4_groups * 256 / 2)
             .map_max_entries(names::PREFIX_V6, GENERATIONS * capacity.prefixes_v6)
             .override_global("IFACE_SLOT", &iface_slot, true)
             .load(PROGRAM_OBJECT)
             .context("loading the XDP object")?;
-        let mut dp = Dataplane { ebpf, capacity, active: None, written: Default::default(), attached: Vec::new() };
+        let tbl24 = Mapped::new(raw_fd(&ebpf, names::V4_TBL24)?, (GENERATIONS * TBL24_SIZE) as usize)?;
+        let tbl8 = Mapped::new(raw_fd(&ebpf, names::V4_TBL8)?, (GENERATIONS * capacity.v4_groups * 256) as usize)?;
+        let mut dp = Dataplane { tbl24, tbl8, ebpf, capacity, active: None, written: Default::default(), attached: Vec::new() };
         let program: &mut Xdp = dp.program_mut()?;
         program.load().context("the kernel verifier rejected the XDP program")?;
         Ok(dp)
@@ -97,14 +146,26 @@ impl Dataplane {
         self.active
     }
 
+    /// Compiles `rules` and applies them; see [`Dataplane::apply`].
+    pub fn apply_rules(&mut self, rules: &filter_common::rules::RuleSet) -> Result<u32> {
+        self.apply(|g, limits| filter_common::compile::compile_with(rules, g, limits))
+    }
+
     /// Writes `compiled` into the inactive generation, switches every CPU to
     /// it with one array write, then clears the previous generation. A
     /// packet sees either the old set or the new one, never a mix.
-    pub fn apply(&mut self, mut build: impl FnMut(u32) -> Result<CompiledGeneration, String>) -> Result<u32> {
+    pub fn apply(&mut self, mut build: impl FnMut(u32, Limits) -> Result<CompiledGeneration, String>) -> Result<u32> {
         let next = self.active.map_or(0, |g| 1 - g);
-        let compiled = build(next).map_err(anyhow::Error::msg)?;
-        if compiled.v4.len() > self.capacity.prefixes_v4 as usize {
-            bail!("{} IPv4 prefix entries exceed the configured capacity of {}", compiled.v4.len(), self.capacity.prefixes_v4);
+        let compiled = build(next, Limits { v4_groups: self.capacity.v4_groups }).map_err(anyhow::Error::msg)?;
+        if compiled.v4.long.len() > self.capacity.prefixes_v4 as usize {
+            bail!(
+                "{} IPv4 prefixes longer than /24 outside dense blocks exceed the configured capacity of {}",
+                compiled.v4.long.len(),
+                self.capacity.prefixes_v4
+            );
+        }
+        if compiled.v4.groups.len() > self.capacity.v4_groups as usize {
+            bail!("{} IPv4 groups exceed the configured {}", compiled.v4.groups.len(), self.capacity.v4_groups);
         }
         if compiled.v6.len() > self.capacity.prefixes_v6 as usize {
             bail!("{} IPv6 prefix entries exceed the configured capacity of {}", compiled.v6.len(), self.capacity.prefixes_v6);
@@ -130,16 +191,26 @@ impl Dataplane {
 
     fn write_generation(&mut self, c: &CompiledGeneration) -> Result<()> {
         let g = c.generation;
+        // IPv4 arrays: straight into the mmapped generation.
+        let tbl24 = &mut self.tbl24.slice_mut()[(g * TBL24_SIZE) as usize..((g + 1) * TBL24_SIZE) as usize];
+        tbl24.copy_from_slice(&c.v4.tbl24);
+        let group_base = (g * self.capacity.v4_groups * 256) as usize;
+        let tbl8 = self.tbl8.slice_mut();
+        for (i, group) in c.v4.groups.iter().enumerate() {
+            tbl8[group_base + i * 256..group_base + (i + 1) * 256].copy_from_slice(group);
+        }
         // Record the keys before writing: if a write fails half way, the
         // next apply still knows what to clear from this generation.
-        let v4_keys: Vec<Key<V4Key>> = c.v4.iter().map(|(len, key, _)| Key::new(*len, *key)).collect();
-        let v4_values: Vec<PrefixEntry> = c.v4.iter().map(|(_, _, v)| *v).collect();
+        let v4_keys: Vec<V4LongKey> = c.v4.long.iter().map(|(k, _)| *k).collect();
+        let v4_values: Vec<u32> = c.v4.long.iter().map(|(_, v)| *v).collect();
         let v6_keys: Vec<Key<V6Key>> = c.v6.iter().map(|(len, key, _)| Key::new(*len, *key)).collect();
-        let v6_values: Vec<PrefixEntry> = c.v6.iter().map(|(_, _, v)| *v).collect();
+        let v6_values: Vec<u32> = c.v6.iter().map(|(_, _, v)| *v).collect();
         self.written[g as usize] = Written { v4: v4_keys, v6: v6_keys };
         let written = &self.written[g as usize];
-        crate::batch::update(self.raw_fd(names::PREFIX_V4)?, &written.v4, &v4_values).context("writing IPv4 prefixes")?;
-        crate::batch::update(self.raw_fd(names::PREFIX_V6)?, &written.v6, &v6_values).context("writing IPv6 prefixes")?;
+        crate::batch::update(raw_fd(&self.ebpf, names::V4_LONG)?, &written.v4, &v4_values).context("writing IPv4 long prefixes")?;
+        crate::batch::update(raw_fd(&self.ebpf, names::PREFIX_V6)?, &written.v6, &v6_values).context("writing IPv6 prefixes")?;
+        let entry_keys: Vec<u32> = (0..c.entries.len() as u32).map(|i| g * MAX_PREFIX_ENTRIES + i).collect();
+        crate::batch::update(raw_fd(&self.ebpf, names::PREFIX_ENTRIES)?, &entry_keys, &c.entries).context("writing prefix entries")?;
         {
             let mut rules: Array<&mut MapData, L4Rule> = Array::try_from(self.map_mut(names::L4_RULES)?)?;
             for slot in 0..MAX_L4_RULES {
@@ -160,18 +231,9 @@ impl Dataplane {
 
     fn clear_generation(&mut self, g: u32) -> Result<()> {
         let written = std::mem::take(&mut self.written[g as usize]);
-        crate::batch::delete(self.raw_fd(names::PREFIX_V4)?, &written.v4).context("removing IPv4 prefixes of the old generation")?;
-        crate::batch::delete(self.raw_fd(names::PREFIX_V6)?, &written.v6).context("removing IPv6 prefixes of the old generation")?;
+        crate::batch::delete(raw_fd(&self.ebpf, names::V4_LONG)?, &written.v4).context("removing IPv4 prefixes of the old generation")?;
+        crate::batch::delete(raw_fd(&self.ebpf, names::PREFIX_V6)?, &written.v6).context("removing IPv6 prefixes of the old generation")?;
         Ok(())
-    }
-
-    /// File descriptor of a map, for the batch syscalls aya lacks.
-    fn raw_fd(&self, name: &str) -> Result<std::os::fd::RawFd> {
-        use std::os::fd::{AsFd, AsRawFd};
-        match self.map(name)? {
-            aya::maps::Map::LpmTrie(data) => Ok(data.fd().as_fd().as_raw_fd()),
-            _ => bail!("map {name} is not an LPM trie"),
-        }
     }
 
     /// Attaches to `interface`; returns the mode actually used.
@@ -245,6 +307,18 @@ impl Dataplane {
         }
         Ok(())
     }
+}
+
+/// File descriptor of a map, for the batch syscalls and mmap aya lacks.
+fn raw_fd(ebpf: &Ebpf, name: &str) -> Result<std::os::fd::RawFd> {
+    use aya::maps::Map;
+    use std::os::fd::{AsFd, AsRawFd};
+    let map = ebpf.map(name).with_context(|| format!("map {name} missing from object"))?;
+    let data = match map {
+        Map::Array(d) | Map::HashMap(d) | Map::LpmTrie(d) | Map::PerCpuArray(d) => d,
+        _ => bail!("map {name} has an unexpected type"),
+    };
+    Ok(data.fd().as_fd().as_raw_fd())
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raise it so large

@@ -48,9 +48,13 @@ struct RunArgs {
     /// Where /metrics and /status are served (keep it on a management address).
     #[arg(long, default_value = "127.0.0.1:9960")]
     metrics: SocketAddr,
-    /// IPv4 prefix capacity per rule generation.
+    /// IPv4 prefixes longer than /24 (outside dense blocks) per rule
+    /// generation; /24 and shorter prefixes are unlimited.
     #[arg(long, default_value_t = filter_common::maps::DEFAULT_PREFIX_V4_CAPACITY)]
     capacity_v4: u32,
+    /// Dense IPv4 /24 blocks resolved by direct 256-entry groups (1 KiB each).
+    #[arg(long, default_value_t = filter_common::maps::DEFAULT_V4_GROUPS)]
+    v4_groups: u32,
     /// IPv6 prefix capacity per rule generation.
     #[arg(long, default_value_t = filter_common::maps::DEFAULT_PREFIX_V6_CAPACITY)]
     capacity_v6: u32,
@@ -90,7 +94,7 @@ fn main() -> ExitCode {
                 mode: a.mode,
                 settings: s,
                 metrics: a.metrics,
-                capacity: filter_agent::dataplane::Capacity { prefixes_v4: a.capacity_v4, prefixes_v6: a.capacity_v6 },
+                capacity: filter_agent::dataplane::Capacity { prefixes_v4: a.capacity_v4, prefixes_v6: a.capacity_v6, v4_groups: a.v4_groups },
             })
         }),
         Command::Check { rules } => return check(&rules),

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
-use filter_common::compile::compile;
 use filter_common::rules::{RuleSet, Settings};
 
 use crate::dataplane::{AttachMode, Capacity, Dataplane};
@@ -32,7 +31,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
     // Validate before touching the kernel: a bad rule set changes nothing.
     let (_orders, rules) = crate::ruleload::ruleset(&opts.rules, opts.settings.clone(), now)?;
     let mut dataplane = Dataplane::load(opts.capacity)?;
-    let generation = dataplane.apply(|g| compile(&rules, g))?;
+    let generation = dataplane.apply_rules(&rules)?;
     eprintln!(
         "loaded {} prefix rules and {} L4 rule slots from {} (generation {generation})",
         rules.prefixes.len(),

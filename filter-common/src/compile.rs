@@ -1,11 +1,13 @@
-//! Folds a [`RuleSet`] into the entries of one map generation.
+//! Folds a [`RuleSet`] into the map contents of one generation.
 //!
 //! The XDP program does one longest-prefix lookup per address, so every
-//! entry must already carry what its less specific covering prefixes say:
+//! prefix must already carry what its less specific covering prefixes say:
 //! enforcing and dry-run rule per direction (the most specific wins, ties to
 //! the lowest rule id), the allowlist flag, and the L4 rules whose scope
-//! covers it. The differential tests check this against the naive
-//! reference classifier.
+//! covers it. Identical folded entries are stored once (`PREFIX_ENTRIES`);
+//! IPv4 is laid out as DIR-24-8 (see `maps.rs`), IPv6 as an LPM trie. The
+//! differential tests check all of it against the naive reference
+//! classifier.
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -14,109 +16,82 @@ use ipnet::IpNet;
 use crate::maps::*;
 use crate::rules::{RuleSet, Scope};
 
+/// Sizes the compiler must respect; they mirror the maps' sizes.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// `V4_TBL8` groups per generation.
+    pub v4_groups: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { v4_groups: DEFAULT_V4_GROUPS }
+    }
+}
+
+/// IPv4 in DIR-24-8 form.
+#[derive(Clone, Debug, Default)]
+pub struct V4Layout {
+    /// `TBL24_SIZE` entries (see `TBL24_*`).
+    pub tbl24: Vec<u32>,
+    /// 256 entry indexes per group.
+    pub groups: Vec<[u32; 256]>,
+    /// Prefixes longer than /24 outside groups.
+    pub long: Vec<(V4LongKey, u32)>,
+}
+
 /// Everything the agent writes for one generation.
 #[derive(Clone, Debug, Default)]
 pub struct CompiledGeneration {
     pub generation: u32,
-    /// (LPM prefix length including the generation tag, key, value).
-    pub v4: Vec<(u32, V4Key, PrefixEntry)>,
-    pub v6: Vec<(u32, V6Key, PrefixEntry)>,
+    pub v4: V4Layout,
+    /// (LPM prefix length including the generation tag, key, entry index).
+    pub v6: Vec<(u32, V6Key, u32)>,
+    /// Index 0 is "no prefix"; shared by both families.
+    pub entries: Vec<PrefixEntry>,
     /// Slot `i` at `L4_RULES[generation * MAX_L4_RULES + i]`.
     pub l4_rules: Vec<L4Rule>,
     /// Set `i` at `L4_SETS[generation * MAX_L4_SETS + i]`; index 0 is empty.
     pub l4_sets: Vec<L4Set>,
     pub meta: GenerationMeta,
+    /// Prefixes folded, per family (for reports).
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
 }
 
-/// What a prefix itself says, before folding in its ancestors.
-#[derive(Clone, Copy, Default)]
+/// What a prefix says, as rule ids (0 = none) and interned L4 set ids.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Own {
     allow: bool,
-    src_drop: Option<u32>,
-    src_dry: Option<u32>,
-    dst_drop: Option<u32>,
-    dst_dry: Option<u32>,
-    l4_src: L4Set,
-    l4_dst: L4Set,
+    src_drop: u32,
+    src_dry: u32,
+    dst_drop: u32,
+    dst_dry: u32,
+    l4_src: u32,
+    l4_dst: u32,
 }
 
-fn lowest(slot: &mut Option<u32>, id: u32) {
-    *slot = Some(slot.map_or(id, |cur| cur.min(id)));
-}
-
-fn set_bit(set: &mut L4Set, slot: usize) {
-    set.words[slot / 64] |= 1u64 << (slot % 64);
-}
-
-fn union(a: L4Set, b: L4Set) -> L4Set {
-    let mut out = a;
-    for (o, w) in out.words.iter_mut().zip(b.words) {
-        *o |= w;
-    }
-    out
-}
-
-/// Address bits left-aligned in a u128 so v4 and v6 share the fold.
-fn key_bits(net: &IpNet) -> (u128, u8) {
-    match net.network() {
-        IpAddr::V4(a) => ((u32::from(a) as u128) << 96, net.prefix_len()),
-        IpAddr::V6(a) => (u128::from(a), net.prefix_len()),
+fn lowest(a: u32, b: u32) -> u32 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (x, y) => x.min(y),
     }
 }
 
-fn covers(parent: (u128, u8), child: (u128, u8)) -> bool {
-    let (pv, plen) = parent;
-    let (cv, clen) = child;
-    if plen > clen {
-        return false;
-    }
-    if plen == 0 {
-        return true;
-    }
-    let shift = 128 - plen as u32;
-    (pv >> shift) == (cv >> shift)
-}
-
-/// Resolved entries of one family, in address order.
-fn fold(own: BTreeMap<(u128, u8), Own>) -> Vec<((u128, u8), Own)> {
-    let mut out: Vec<((u128, u8), Own)> = Vec::with_capacity(own.len());
-    // Indexes into `out` of the chain of prefixes covering the current one.
-    let mut stack: Vec<usize> = Vec::new();
-    for (prefix, mine) in own {
-        while let Some(&top) = stack.last() {
-            if covers(out[top].0, prefix) {
-                break;
-            }
-            stack.pop();
-        }
-        let eff = match stack.last() {
-            None => mine,
-            Some(&top) => {
-                let parent = out[top].1;
-                Own {
-                    allow: mine.allow || parent.allow,
-                    src_drop: mine.src_drop.or(parent.src_drop),
-                    src_dry: mine.src_dry.or(parent.src_dry),
-                    dst_drop: mine.dst_drop.or(parent.dst_drop),
-                    dst_dry: mine.dst_dry.or(parent.dst_dry),
-                    l4_src: union(mine.l4_src, parent.l4_src),
-                    l4_dst: union(mine.l4_dst, parent.l4_dst),
-                }
-            }
-        };
-        stack.push(out.len());
-        out.push((prefix, eff));
-    }
-    out
-}
-
-struct SetTable {
+/// Interned L4 rule sets; id 0 is the empty set. Ids are final `L4_SETS`
+/// indexes.
+struct Sets {
     sets: Vec<L4Set>,
     index: HashMap<L4Set, u32>,
+    unions: HashMap<(u32, u32), u32>,
 }
 
-impl SetTable {
-    fn id(&mut self, set: L4Set) -> Result<u32, String> {
+impl Sets {
+    fn new() -> Self {
+        Sets { sets: vec![L4Set::default()], index: HashMap::new(), unions: HashMap::new() }
+    }
+
+    fn intern(&mut self, set: L4Set) -> Result<u32, String> {
         if set == L4Set::default() {
             return Ok(0);
         }
@@ -131,115 +106,313 @@ impl SetTable {
         self.index.insert(set, i);
         Ok(i)
     }
+
+    fn union(&mut self, a: u32, b: u32) -> Result<u32, String> {
+        if a == 0 || a == b {
+            return Ok(b);
+        }
+        if b == 0 {
+            return Ok(a);
+        }
+        let key = (a.min(b), a.max(b));
+        if let Some(&u) = self.unions.get(&key) {
+            return Ok(u);
+        }
+        let mut set = self.sets[a as usize];
+        for (w, o) in set.words.iter_mut().zip(self.sets[b as usize].words) {
+            *w |= o;
+        }
+        let u = self.intern(set)?;
+        self.unions.insert(key, u);
+        Ok(u)
+    }
 }
 
-fn entry(own: &Own, sets: &mut SetTable) -> Result<PrefixEntry, String> {
-    Ok(PrefixEntry {
-        flags: if own.allow { PREFIX_ALLOW } else { 0 },
-        src_drop_rule: own.src_drop.unwrap_or(0),
-        src_dryrun_rule: own.src_dry.unwrap_or(0),
-        dst_drop_rule: own.dst_drop.unwrap_or(0),
-        dst_dryrun_rule: own.dst_dry.unwrap_or(0),
-        l4_src_set: sets.id(own.l4_src)?,
-        l4_dst_set: sets.id(own.l4_dst)?,
-        _pad: 0,
+/// Two statements about the same prefix.
+fn merge_same(a: Own, b: Own, sets: &mut Sets) -> Result<Own, String> {
+    Ok(Own {
+        allow: a.allow || b.allow,
+        src_drop: lowest(a.src_drop, b.src_drop),
+        src_dry: lowest(a.src_dry, b.src_dry),
+        dst_drop: lowest(a.dst_drop, b.dst_drop),
+        dst_dry: lowest(a.dst_dry, b.dst_dry),
+        l4_src: sets.union(a.l4_src, b.l4_src)?,
+        l4_dst: sets.union(a.l4_dst, b.l4_dst)?,
     })
 }
 
-pub fn compile(rules: &RuleSet, generation: u32) -> Result<CompiledGeneration, String> {
-    assert!(generation < GENERATIONS);
-    // Index 0: IPv4, 1: IPv6.
-    let mut families: [BTreeMap<(u128, u8), Own>; 2] = [BTreeMap::new(), BTreeMap::new()];
-    fn own<'m>(families: &'m mut [BTreeMap<(u128, u8), Own>; 2], net: &IpNet) -> &'m mut Own {
-        let map = &mut families[usize::from(!net.network().is_ipv4())];
-        map.entry(key_bits(net)).or_default()
+/// A prefix under its closest covering prefix: the more specific rule ids
+/// win, allowlist and L4 scopes accumulate.
+fn inherit(parent: Own, mine: Own, sets: &mut Sets) -> Result<Own, String> {
+    let pick = |m: u32, p: u32| if m != 0 { m } else { p };
+    Ok(Own {
+        allow: mine.allow || parent.allow,
+        src_drop: pick(mine.src_drop, parent.src_drop),
+        src_dry: pick(mine.src_dry, parent.src_dry),
+        dst_drop: pick(mine.dst_drop, parent.dst_drop),
+        dst_dry: pick(mine.dst_dry, parent.dst_dry),
+        l4_src: sets.union(mine.l4_src, parent.l4_src)?,
+        l4_dst: sets.union(mine.l4_dst, parent.l4_dst)?,
+    })
+}
+
+/// Address bits left-aligned in a u128 so both families share the fold.
+fn key_bits(net: &IpNet) -> (u128, u8) {
+    match net.network() {
+        IpAddr::V4(a) => ((u32::from(a) as u128) << 96, net.prefix_len()),
+        IpAddr::V6(a) => (u128::from(a), net.prefix_len()),
     }
+}
+
+fn covers(parent: (u128, u8), child: (u128, u8)) -> bool {
+    let ((pv, plen), (cv, clen)) = (parent, child);
+    if plen > clen {
+        return false;
+    }
+    if plen == 0 {
+        return true;
+    }
+    let shift = 128 - plen as u32;
+    (pv >> shift) == (cv >> shift)
+}
+
+/// Sorts, merges duplicates and resolves every prefix against its covering
+/// prefixes. Output is in address order (covering prefixes first).
+fn fold(mut own: Vec<((u128, u8), Own)>, sets: &mut Sets) -> Result<Vec<((u128, u8), Own)>, String> {
+    own.sort_unstable_by_key(|(k, _)| *k);
+    let mut merged: Vec<((u128, u8), Own)> = Vec::with_capacity(own.len());
+    for (k, o) in own {
+        match merged.last_mut() {
+            Some((lk, lo)) if *lk == k => *lo = merge_same(*lo, o, sets)?,
+            _ => merged.push((k, o)),
+        }
+    }
+    let mut stack: Vec<usize> = Vec::new();
+    for i in 0..merged.len() {
+        let prefix = merged[i].0;
+        while let Some(&top) = stack.last() {
+            if covers(merged[top].0, prefix) {
+                break;
+            }
+            stack.pop();
+        }
+        if let Some(&top) = stack.last() {
+            merged[i].1 = inherit(merged[top].1, merged[i].1, sets)?;
+        }
+        stack.push(i);
+    }
+    Ok(merged)
+}
+
+/// Interned folded entries; index 0 is the empty entry.
+struct Entries {
+    list: Vec<PrefixEntry>,
+    index: HashMap<PrefixEntry, u32>,
+}
+
+impl Entries {
+    fn id(&mut self, o: &Own) -> Result<u32, String> {
+        let e = PrefixEntry {
+            flags: if o.allow { PREFIX_ALLOW } else { 0 },
+            src_drop_rule: o.src_drop,
+            src_dryrun_rule: o.src_dry,
+            dst_drop_rule: o.dst_drop,
+            dst_dryrun_rule: o.dst_dry,
+            l4_src_set: o.l4_src,
+            l4_dst_set: o.l4_dst,
+            _pad: 0,
+        };
+        if e == PrefixEntry::default() {
+            return Ok(0);
+        }
+        if let Some(&i) = self.index.get(&e) {
+            return Ok(i);
+        }
+        let i = self.list.len() as u32;
+        if i >= MAX_PREFIX_ENTRIES {
+            return Err(format!(
+                "more than {} distinct combinations of rules over prefixes; merge orders or raise MAX_PREFIX_ENTRIES",
+                MAX_PREFIX_ENTRIES - 1
+            ));
+        }
+        self.list.push(e);
+        self.index.insert(e, i);
+        Ok(i)
+    }
+}
+
+/// Blocks that get a `V4_TBL8` group: where probing the hash could take
+/// more than one lookup. Densest first, while groups last.
+fn wants_group(lengths: u32, count: usize) -> bool {
+    lengths.count_ones() >= 2 || count >= 4
+}
+
+fn layout_v4(folded: &[((u128, u8), u32)], generation: u32, limits: Limits) -> V4Layout {
+    let mut tbl24 = vec![0u32; TBL24_SIZE as usize];
+    let v4 = |bits: u128| (bits >> 96) as u32;
+    // Shorter prefixes first, so more specific ones overwrite them.
+    let mut short: Vec<(u8, u32, u32)> = folded.iter().filter(|((_, len), _)| *len <= 24).map(|((b, len), idx)| (*len, v4(*b), *idx)).collect();
+    short.sort_by_key(|(len, _, _)| *len);
+    for (len, addr, idx) in short {
+        let start = (addr >> 8) as usize;
+        let count = 1usize << (24 - len);
+        tbl24[start..start + count].fill(idx);
+    }
+    // Long prefixes by /24 block.
+    let mut blocks: BTreeMap<u32, Vec<(u8, u32, u32)>> = BTreeMap::new();
+    for ((b, len), idx) in folded.iter().filter(|((_, len), _)| *len > 24) {
+        blocks.entry(v4(*b) >> 8).or_default().push((*len, v4(*b), *idx));
+    }
+    let lengths = |list: &[(u8, u32, u32)]| list.iter().fold(0u32, |m, (len, _, _)| m | 1 << (len - 25));
+    let mut dense: Vec<(u32, u32, usize)> = blocks
+        .iter()
+        .map(|(block, list)| (*block, lengths(list), list.len()))
+        .filter(|(_, l, n)| wants_group(*l, *n))
+        .collect();
+    dense.sort_by(|a, b| b.1.count_ones().cmp(&a.1.count_ones()).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
+    dense.truncate(limits.v4_groups as usize);
+    let grouped: std::collections::HashSet<u32> = dense.iter().map(|(b, _, _)| *b).collect();
+
+    let mut layout = V4Layout { tbl24: Vec::new(), groups: Vec::new(), long: Vec::new() };
+    for (block, mut list) in blocks {
+        let base = tbl24[block as usize];
+        if grouped.contains(&block) {
+            let mut group = [base; 256];
+            list.sort_by_key(|(len, _, _)| *len);
+            for (len, addr, idx) in list {
+                let start = (addr & 0xff) as usize;
+                group[start..start + (1usize << (32 - len))].fill(idx);
+            }
+            // Group numbers are absolute: generation g owns groups
+            // [g * v4_groups, (g + 1) * v4_groups).
+            tbl24[block as usize] = TBL24_GROUP | (generation * limits.v4_groups + layout.groups.len() as u32);
+            layout.groups.push(group);
+        } else {
+            tbl24[block as usize] = base | lengths(&list) << TBL24_LONG_SHIFT;
+            for (len, addr, idx) in list {
+                let key = V4LongKey { addr: addr.to_be_bytes(), generation: generation as u8, prefix_len: len, _pad: [0; 2] };
+                layout.long.push((key, idx));
+            }
+        }
+    }
+    layout.tbl24 = tbl24;
+    layout
+}
+
+pub fn compile(rules: &RuleSet, generation: u32) -> Result<CompiledGeneration, String> {
+    compile_with(rules, generation, Limits::default())
+}
+
+pub fn compile_with(rules: &RuleSet, generation: u32, limits: Limits) -> Result<CompiledGeneration, String> {
+    assert!(generation < GENERATIONS);
+    if rules.l4.len() > MAX_L4_RULES as usize {
+        return Err(format!("{} L4 rule slots; the data plane holds {MAX_L4_RULES}", rules.l4.len()));
+    }
+    let mut sets = Sets::new();
+    // Index 0: IPv4, 1: IPv6.
+    let mut own: [Vec<((u128, u8), Own)>; 2] = [Vec::new(), Vec::new()];
+    let family = |net: &IpNet| usize::from(!net.network().is_ipv4());
     for net in &rules.settings.allow {
-        own(&mut families, net).allow = true;
+        own[family(net)].push((key_bits(net), Own { allow: true, ..Own::default() }));
     }
     for p in &rules.prefixes {
-        let o = own(&mut families, &p.net);
-        match (p.direction.matches_src(), p.dry_run) {
-            (true, false) => lowest(&mut o.src_drop, p.rule_id),
-            (true, true) => lowest(&mut o.src_dry, p.rule_id),
-            _ => {}
+        let mut o = Own::default();
+        let slot = |o: &mut Own, src: bool| match (src, p.dry_run) {
+            (true, false) => o.src_drop = p.rule_id,
+            (true, true) => o.src_dry = p.rule_id,
+            (false, false) => o.dst_drop = p.rule_id,
+            (false, true) => o.dst_dry = p.rule_id,
+        };
+        if p.direction.matches_src() {
+            slot(&mut o, true);
         }
-        match (p.direction.matches_dst(), p.dry_run) {
-            (true, false) => lowest(&mut o.dst_drop, p.rule_id),
-            (true, true) => lowest(&mut o.dst_dry, p.rule_id),
-            _ => {}
+        if p.direction.matches_dst() {
+            slot(&mut o, false);
         }
+        own[family(&p.net)].push((key_bits(&p.net), o));
     }
+
     let mut meta = GenerationMeta {
         flags: if rules.settings.fail_closed { META_FAIL_CLOSED } else { 0 },
         fragment_policy: rules.settings.fragment_policy,
         l4_rule_count: rules.l4.len() as u32,
         ..GenerationMeta::default()
     };
-    if rules.l4.len() > MAX_L4_RULES as usize {
-        return Err(format!("{} L4 rule slots; the data plane holds {MAX_L4_RULES}", rules.l4.len()));
-    }
+    // L4 scopes: one bitmap per prefix, accumulated, then interned.
+    let mut scopes: HashMap<(usize, (u128, u8)), (L4Set, L4Set)> = HashMap::new();
     let mut l4_rules = Vec::with_capacity(rules.l4.len());
     for (slot, r) in rules.l4.iter().enumerate() {
+        let bit = |set: &mut L4Set| set.words[slot / 64] |= 1u64 << (slot % 64);
         match &r.source {
             Scope::Any => meta.l4_any_src[slot / 64] |= 1u64 << (slot % 64),
-            Scope::Nets(nets) => nets.iter().for_each(|n| set_bit(&mut own(&mut families, n).l4_src, slot)),
+            Scope::Nets(nets) => nets.iter().for_each(|n| bit(&mut scopes.entry((family(n), key_bits(n))).or_default().0)),
         }
         match &r.destination {
             Scope::Any => meta.l4_any_dst[slot / 64] |= 1u64 << (slot % 64),
-            Scope::Nets(nets) => nets.iter().for_each(|n| set_bit(&mut own(&mut families, n).l4_dst, slot)),
+            Scope::Nets(nets) => nets.iter().for_each(|n| bit(&mut scopes.entry((family(n), key_bits(n))).or_default().1)),
         }
-        let mut flags = 0u16;
-        if r.dry_run {
-            flags |= L4_DRY_RUN;
-        }
-        if r.protocol.is_some() {
-            flags |= L4_PROTOCOL;
-        }
-        if r.needs_header() {
-            flags |= L4_NEEDS_HEADER;
-        }
-        let sp = r.src_ports.unwrap_or(crate::rules::PortRange::ANY);
-        let dp = r.dst_ports.unwrap_or(crate::rules::PortRange::ANY);
-        if r.src_ports.is_some() || r.dst_ports.is_some() {
-            flags |= L4_PORTS;
-        }
-        let tf = r.tcp_flags.map(|f| (f.mask, f.value)).unwrap_or((0, 0));
-        if r.tcp_flags.is_some() {
-            flags |= L4_TCP_FLAGS;
-        }
-        if r.icmp_type.is_some() {
-            flags |= L4_ICMP_TYPE;
-        }
-        if r.icmp_code.is_some() {
-            flags |= L4_ICMP_CODE;
-        }
-        l4_rules.push(L4Rule {
-            rule_id: r.rule_id,
-            flags,
-            protocol: r.protocol.unwrap_or(0),
-            tcp_flags_mask: tf.0,
-            tcp_flags_value: tf.1,
-            icmp_type: r.icmp_type.unwrap_or(0),
-            icmp_code: r.icmp_code.unwrap_or(0),
-            _pad: 0,
-            src_port_min: sp.min,
-            src_port_max: sp.max,
-            dst_port_min: dp.min,
-            dst_port_max: dp.max,
-        });
+        l4_rules.push(l4_rule(r));
+    }
+    let mut scopes: Vec<_> = scopes.into_iter().collect();
+    // Deterministic set ids, whatever the hash order.
+    scopes.sort_unstable_by_key(|(k, _)| *k);
+    for ((fam, key), (src, dst)) in scopes {
+        let o = Own { l4_src: sets.intern(src)?, l4_dst: sets.intern(dst)?, ..Own::default() };
+        own[fam].push((key, o));
     }
 
-    let mut sets = SetTable { sets: vec![L4Set::default()], index: HashMap::new() };
-    let mut out = CompiledGeneration { generation, l4_rules, meta, ..Default::default() };
-    let [v4, v6] = families;
-    for ((bits, len), o) in fold(v4) {
-        let addr = ((bits >> 96) as u32).to_be_bytes();
-        out.v4.push((GENERATION_BITS + len as u32, V4Key { generation, addr }, entry(&o, &mut sets)?));
+    let [own_v4, own_v6] = own;
+    let folded_v4 = fold(own_v4, &mut sets)?;
+    let folded_v6 = fold(own_v6, &mut sets)?;
+    let mut entries = Entries { list: vec![PrefixEntry::default()], index: HashMap::new() };
+    let v4_ids: Vec<((u128, u8), u32)> = folded_v4.iter().map(|(k, o)| Ok((*k, entries.id(o)?))).collect::<Result<_, String>>()?;
+    let mut v6 = Vec::with_capacity(folded_v6.len());
+    for ((bits, len), o) in &folded_v6 {
+        v6.push((GENERATION_BITS + *len as u32, V6Key { generation, addr: bits.to_be_bytes() }, entries.id(o)?));
     }
-    for ((bits, len), o) in fold(v6) {
-        out.v6.push((GENERATION_BITS + len as u32, V6Key { generation, addr: bits.to_be_bytes() }, entry(&o, &mut sets)?));
+    Ok(CompiledGeneration {
+        generation,
+        v4: layout_v4(&v4_ids, generation, limits),
+        v6,
+        entries: entries.list,
+        l4_rules,
+        l4_sets: sets.sets,
+        meta,
+        prefixes_v4: folded_v4.len(),
+        prefixes_v6: folded_v6.len(),
+    })
+}
+
+fn l4_rule(r: &crate::rules::L4Slot) -> L4Rule {
+    let mut flags = 0u16;
+    for (on, flag) in [
+        (r.dry_run, L4_DRY_RUN),
+        (r.protocol.is_some(), L4_PROTOCOL),
+        (r.needs_header(), L4_NEEDS_HEADER),
+        (r.src_ports.is_some() || r.dst_ports.is_some(), L4_PORTS),
+        (r.tcp_flags.is_some(), L4_TCP_FLAGS),
+        (r.icmp_type.is_some(), L4_ICMP_TYPE),
+        (r.icmp_code.is_some(), L4_ICMP_CODE),
+    ] {
+        if on {
+            flags |= flag;
+        }
     }
-    out.l4_sets = sets.sets;
-    Ok(out)
+    let sp = r.src_ports.unwrap_or(crate::rules::PortRange::ANY);
+    let dp = r.dst_ports.unwrap_or(crate::rules::PortRange::ANY);
+    let (mask, value) = r.tcp_flags.map(|f| (f.mask, f.value)).unwrap_or((0, 0));
+    L4Rule {
+        rule_id: r.rule_id,
+        flags,
+        protocol: r.protocol.unwrap_or(0),
+        tcp_flags_mask: mask,
+        tcp_flags_value: value,
+        icmp_type: r.icmp_type.unwrap_or(0),
+        icmp_code: r.icmp_code.unwrap_or(0),
+        _pad: 0,
+        src_port_min: sp.min,
+        src_port_max: sp.max,
+        dst_port_min: dp.min,
+        dst_port_max: dp.max,
+    }
 }

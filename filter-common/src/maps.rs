@@ -29,8 +29,42 @@ pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 pub const MAX_VLAN_TAGS: usize = 2;
 
 /// Default capacities (the agent overrides them from its configuration).
+/// For IPv4 this bounds the prefixes longer than /24 kept in the
+/// `V4_LONG` hash; /24 and shorter cost nothing (they live in `V4_TBL24`).
 pub const DEFAULT_PREFIX_V4_CAPACITY: u32 = 1_000_000;
 pub const DEFAULT_PREFIX_V6_CAPACITY: u32 = 250_000;
+
+// ## IPv4: DIR-24-8 with hashed long prefixes
+//
+// An LPM trie walks ~30 nodes per lookup once it holds a million prefixes;
+// two lookups per packet made that the whole cost of the pass path. IPv4
+// instead uses the router-style DIR-24-8 layout (as in DPDK's rte_lpm):
+//
+// * `V4_TBL24[generation << 24 | addr >> 8]` answers every prefix of /24 or
+//   shorter with one array read (prefixes are expanded into it);
+// * a /24 block that also holds longer prefixes either points to a
+//   256-entry `V4_TBL8` group (dense blocks, while groups last), or carries
+//   a bitmap of the lengths /25../32 present in it, probed longest first in
+//   the `V4_LONG` hash (sparse blocks: usually one probe);
+// * the answer is an index into `PREFIX_ENTRIES`, the distinct folded
+//   [`PrefixEntry`] values (0 = no prefix covers the address).
+//
+// IPv6 keeps an LPM trie (`PREFIX_V6`) whose value is the same kind of index
+// into `PREFIX_ENTRIES`, which both families share.
+
+/// `V4_TBL24` entry: the block uses `V4_TBL8` group `entry & TBL24_INDEX`
+/// (absolute group number; each generation owns its own range).
+pub const TBL24_GROUP: u32 = 1 << 31;
+/// `V4_TBL24` entry: bits 23..31 are the lengths 25..32 present in the block.
+pub const TBL24_LONG_SHIFT: u32 = 23;
+/// `V4_TBL24` entry: `PREFIX_ENTRIES` index (or group index with `TBL24_GROUP`).
+pub const TBL24_INDEX: u32 = (1 << TBL24_LONG_SHIFT) - 1;
+/// `V4_TBL24` slots per generation.
+pub const TBL24_SIZE: u32 = 1 << 24;
+/// Default `V4_TBL8` groups per generation (256 u32 each: 16 MiB in all).
+pub const DEFAULT_V4_GROUPS: u32 = 8_192;
+/// Distinct folded prefix entries per generation (both families).
+pub const MAX_PREFIX_ENTRIES: u32 = 65_536;
 
 /// Why a packet got its verdict. Every packet is counted under exactly one.
 #[repr(u32)]
@@ -134,17 +168,9 @@ pub const FRAG_PASS: u8 = 0;
 pub const FRAG_DROP_NON_FIRST: u8 = 1;
 pub const FRAG_DROP_ALL: u8 = 2;
 
-/// LPM trie data for IPv4 (the trie key is `prefix_len` + this). The
+/// LPM trie data for IPv6 (the trie key is `prefix_len` + this). The
 /// generation occupies the first 32 bits, so a key's prefix length is
 /// `32 + address prefix length`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct V4Key {
-    pub generation: u32,
-    pub addr: [u8; 4],
-}
-
-/// LPM trie data for IPv6; see [`V4Key`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct V6Key {
@@ -152,10 +178,23 @@ pub struct V6Key {
     pub addr: [u8; 16],
 }
 
+/// `V4_LONG` key: an IPv4 prefix longer than /24, exact match.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct V4LongKey {
+    /// Network address, host bits zero, network byte order.
+    pub addr: [u8; 4],
+    pub generation: u8,
+    /// 25..=32.
+    pub prefix_len: u8,
+    pub _pad: [u8; 2],
+}
+
 /// Bits of the LPM key taken by the generation tag.
 pub const GENERATION_BITS: u32 = 32;
 
-/// What the longest matching prefix says about an address. The agent folds
+/// What the longest matching prefix says about an address
+/// (`PREFIX_ENTRIES[generation * MAX_PREFIX_ENTRIES + index]`). The agent folds
 /// every less specific prefix into each entry, so one lookup answers all
 /// questions (allowlist, blocklist by direction, L4 scope).
 #[repr(C)]
@@ -231,7 +270,10 @@ pub mod names {
     pub const PROGRAM: &str = "edgefilter";
     pub const CONFIG: &str = "CONFIG";
     pub const GEN_META: &str = "GEN_META";
-    pub const PREFIX_V4: &str = "PREFIX_V4";
+    pub const V4_TBL24: &str = "V4_TBL24";
+    pub const V4_TBL8: &str = "V4_TBL8";
+    pub const V4_LONG: &str = "V4_LONG";
+    pub const PREFIX_ENTRIES: &str = "PREFIX_ENTRIES";
     pub const PREFIX_V6: &str = "PREFIX_V6";
     pub const L4_RULES: &str = "L4_RULES";
     pub const L4_SETS: &str = "L4_SETS";

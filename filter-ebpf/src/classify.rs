@@ -107,13 +107,60 @@ fn is_neighbour_discovery(ip: &Ip) -> bool {
 
 #[inline(always)]
 fn lookup(generation: u32, ip: &Ip) -> (Option<&'static PrefixEntry>, Option<&'static PrefixEntry>) {
-    if ip.v6 {
+    let (src, dst) = if ip.v6 {
         let key = |addr: &[u8; 16]| Key::new(GENERATION_BITS + 128, V6Key { generation, addr: *addr });
-        (PREFIX_V6.get(key(&ip.src)), PREFIX_V6.get(key(&ip.dst)))
+        (PREFIX_V6.get(key(&ip.src)).copied().unwrap_or(0), PREFIX_V6.get(key(&ip.dst)).copied().unwrap_or(0))
     } else {
-        let key = |a: &[u8; 16]| Key::new(GENERATION_BITS + 32, V4Key { generation, addr: [a[0], a[1], a[2], a[3]] });
-        (PREFIX_V4.get(key(&ip.src)), PREFIX_V4.get(key(&ip.dst)))
+        let addr = |a: &[u8; 16]| u32::from_be_bytes([a[0], a[1], a[2], a[3]]);
+        (lookup_v4(generation, addr(&ip.src)), lookup_v4(generation, addr(&ip.dst)))
+    };
+    (entry(generation, src), entry(generation, dst))
+}
+
+#[inline(always)]
+fn entry(generation: u32, index: u32) -> Option<&'static PrefixEntry> {
+    if index == 0 || index >= MAX_PREFIX_ENTRIES {
+        return None;
     }
+    PREFIX_ENTRIES.get(generation * MAX_PREFIX_ENTRIES + index)
+}
+
+/// Slot `index` of a u32 table stored two slots per u64 element.
+#[inline(always)]
+fn u32_slot(table: &aya_ebpf::maps::Array<u64>, index: u32) -> Option<u32> {
+    let pair = *table.get(index >> 1)?;
+    Some(if index & 1 == 0 { pair as u32 } else { (pair >> 32) as u32 })
+}
+
+/// DIR-24-8: one array read for /24 and shorter, then either the block's
+/// 256-entry group or hash probes for the longer lengths present.
+#[inline(always)]
+fn lookup_v4(generation: u32, addr: u32) -> u32 {
+    let Some(slot) = u32_slot(&V4_TBL24, (generation << 24) | (addr >> 8)) else { return 0 };
+    if slot & TBL24_GROUP != 0 {
+        let group = slot & TBL24_INDEX;
+        return u32_slot(&V4_TBL8, group * 256 + (addr & 0xff)).unwrap_or(0);
+    }
+    let lengths = slot >> TBL24_LONG_SHIFT;
+    if lengths != 0 {
+        for i in 0..8u32 {
+            let len = 32 - i;
+            if lengths & (1 << (len - 25)) == 0 {
+                continue;
+            }
+            let key = V4LongKey {
+                addr: (addr & (u32::MAX << (32 - len))).to_be_bytes(),
+                generation: generation as u8,
+                prefix_len: len as u8,
+                _pad: [0; 2],
+            };
+            // SAFETY: plain value read of a hash map entry.
+            if let Some(&index) = unsafe { V4_LONG.get(&key) } {
+                return index;
+            }
+        }
+    }
+    slot & TBL24_INDEX
 }
 
 #[inline(always)]

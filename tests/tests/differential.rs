@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use aya::programs::{TestRun, TestRunOptions};
 use filter_agent::dataplane::{Capacity, Dataplane, Totals};
-use filter_common::compile::compile;
-use filter_common::maps::Reason;
+use filter_common::compile::{compile_with, Limits};
+use filter_common::maps::{Reason, TBL24_GROUP, TBL24_LONG_SHIFT};
 use filter_common::reference::{Decision, Reference};
 use filter_common::rules::RuleSet;
 use rand::{rngs::SmallRng, SeedableRng};
@@ -89,12 +89,20 @@ fn xdp_program_matches_reference_classifier() {
     let per_set: usize = std::env::var("EDGEFILTER_PACKETS").ok().and_then(|v| v.parse().ok()).unwrap_or(12_000);
     eprintln!("differential seed {seed} ({RULE_SETS} rule sets x {per_set} packets)");
     let mut rng = SmallRng::seed_from_u64(seed);
-    let mut dp = Dataplane::load(Capacity { prefixes_v4: 10_000, prefixes_v6: 10_000 }).expect("load XDP program");
+    // One IPv4 group only: of the three documentation /24s the rules crowd,
+    // one resolves through its group and the others through hash probes,
+    // so both halves of the DIR-24-8 lookup are exercised.
+    let mut dp = Dataplane::load(Capacity { prefixes_v4: 10_000, prefixes_v6: 10_000, v4_groups: 1 }).expect("load XDP program");
     let mut total = 0usize;
     let mut verdicts: BTreeMap<(Reason, bool), usize> = BTreeMap::new();
+    // How the IPv4 prefixes were laid out, to show both lookup paths ran.
+    let (mut groups, mut probed_blocks) = (0usize, 0usize);
     for set in 0..RULE_SETS {
         let rules = rulegen::ruleset(&mut rng);
-        let generation = dp.apply(|g| compile(&rules, g)).expect("apply rule set");
+        let generation = dp.apply_rules(&rules).expect("apply rule set");
+        let layout = compile_with(&rules, 0, Limits { v4_groups: 1 }).unwrap().v4;
+        groups += layout.groups.len();
+        probed_blocks += layout.tbl24.iter().filter(|&&e| e & TBL24_GROUP == 0 && e >> TBL24_LONG_SHIFT != 0).count();
         dp.reset_counters().unwrap();
         let reference = Reference::new(&rules);
         let mut gen = PacketGen::new(SmallRng::seed_from_u64(seed ^ (set as u64 + 1)), AddrPool::default());
@@ -126,6 +134,8 @@ fn xdp_program_matches_reference_classifier() {
         }
     }
     eprintln!("{total} packets through both classifiers; verdict mix: {verdicts:?}");
+    eprintln!("IPv4 layout over all rule sets: {groups} /24 groups, {probed_blocks} blocks resolved by hash probes");
+    assert!(groups > 0 && probed_blocks > 0, "both IPv4 lookup paths must be exercised");
     assert!(total >= 100_000 || std::env::var("EDGEFILTER_PACKETS").is_ok(), "CI must run at least 100,000 packets, ran {total}");
     // The generator must actually reach every decision, or the test proves little.
     for reason in Reason::ALL {
