@@ -6,7 +6,8 @@ use aya_ebpf::{helpers::bpf_loop, maps::lpm_trie::Key, programs::XdpContext};
 use filter_common::maps::*;
 
 use crate::maps::*;
-use crate::parse::{self, Frame, Ip, FRAG_NONE, FRAG_NON_FIRST, IPPROTO_ICMPV6};
+use crate::parse::{self, Frame, Ip, FRAG_NONE, FRAG_NON_FIRST};
+use filter_common::proto::IPPROTO_ICMPV6;
 
 /// Returns whether to drop the frame, after counting it.
 #[inline(always)]

@@ -3,21 +3,7 @@
 use aya_ebpf::programs::XdpContext;
 use filter_common::maps::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS};
 
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-
-pub const IPPROTO_HOPOPTS: u8 = 0;
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ROUTING: u8 = 43;
-pub const IPPROTO_FRAGMENT: u8 = 44;
-pub const IPPROTO_AH: u8 = 51;
-pub const IPPROTO_ICMPV6: u8 = 58;
-pub const IPPROTO_DSTOPTS: u8 = 60;
+use filter_common::proto::*;
 
 pub const FRAG_NONE: u8 = 0;
 pub const FRAG_FIRST: u8 = 1;
@@ -156,14 +142,6 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, ip: &mut Ip) -> Frame {
 }
 
 #[inline(always)]
-fn is_ext(protocol: u8) -> bool {
-    matches!(
-        protocol,
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
-    )
-}
-
-#[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, off: usize, ip: &mut Ip) -> Frame {
     let Some(h) = bytes::<40>(ctx, off) else { return Frame::MalformedL3 };
     if h[0] >> 4 != 6 {
@@ -221,7 +199,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, ip: &mut Ip) -> Frame {
             return Frame::Ip;
         }
     }
-    if walked == MAX_IPV6_EXT_HEADERS && is_ext(ip.protocol) {
+    if walked == MAX_IPV6_EXT_HEADERS && is_ipv6_ext(ip.protocol) {
         return upper_malformed(ip);
     }
     parse_l4(ctx, cur, end, true, ip);
