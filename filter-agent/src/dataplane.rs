@@ -176,6 +176,10 @@ impl Dataplane {
         config.set(0, ActiveConfig { generation: next, _pad: 0 }, 0).context("switching generation")?;
         let previous = self.active.replace(next);
         if let Some(old) = previous {
+            // A packet that read the old generation just before the switch
+            // may still be looking it up: XDP runs to completion within
+            // microseconds, so a short grace period keeps its view whole.
+            std::thread::sleep(std::time::Duration::from_millis(5));
             self.clear_generation(old)?;
         }
         Ok(next)
@@ -211,21 +215,14 @@ impl Dataplane {
         crate::batch::update(raw_fd(&self.ebpf, names::PREFIX_V6)?, &written.v6, &v6_values).context("writing IPv6 prefixes")?;
         let entry_keys: Vec<u32> = (0..c.entries.len() as u32).map(|i| g * MAX_PREFIX_ENTRIES + i).collect();
         crate::batch::update(raw_fd(&self.ebpf, names::PREFIX_ENTRIES)?, &entry_keys, &c.entries).context("writing prefix entries")?;
-        {
-            let mut rules: Array<&mut MapData, L4Rule> = Array::try_from(self.map_mut(names::L4_RULES)?)?;
-            for slot in 0..MAX_L4_RULES {
-                let rule = c.l4_rules.get(slot as usize).copied().unwrap_or_default();
-                rules.set(g * MAX_L4_RULES + slot, rule, 0)?;
-            }
-        }
-        {
-            let mut sets: Array<&mut MapData, L4Set> = Array::try_from(self.map_mut(names::L4_SETS)?)?;
-            for (i, set) in c.l4_sets.iter().enumerate() {
-                sets.set(g * MAX_L4_SETS + i as u32, set, 0)?;
-            }
-        }
-        let mut meta: Array<&mut MapData, GenerationMeta> = Array::try_from(self.map_mut(names::GEN_META)?)?;
-        meta.set(g, c.meta, 0)?;
+        let mut l4_rules = c.l4_rules.clone();
+        // Unused slots are zeroed so nothing of an older rule set survives.
+        l4_rules.resize(MAX_L4_RULES as usize, L4Rule::default());
+        let rule_keys: Vec<u32> = (0..MAX_L4_RULES).map(|i| g * MAX_L4_RULES + i).collect();
+        crate::batch::update(raw_fd(&self.ebpf, names::L4_RULES)?, &rule_keys, &l4_rules).context("writing L4 rules")?;
+        let set_keys: Vec<u32> = (0..c.l4_sets.len() as u32).map(|i| g * MAX_L4_SETS + i).collect();
+        crate::batch::update(raw_fd(&self.ebpf, names::L4_SETS)?, &set_keys, &c.l4_sets).context("writing L4 rule sets")?;
+        crate::batch::update(raw_fd(&self.ebpf, names::GEN_META)?, &[g], &[c.meta]).context("writing generation settings")?;
         Ok(())
     }
 
