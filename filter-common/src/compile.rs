@@ -156,15 +156,19 @@ fn inherit(parent: Own, mine: Own, sets: &mut Sets) -> Result<Own, String> {
     })
 }
 
+/// A prefix: address bits left-aligned in a u128 (so both families share
+/// the fold) and its length.
+type Prefix = (u128, u8);
+
 /// Address bits left-aligned in a u128 so both families share the fold.
-fn key_bits(net: &IpNet) -> (u128, u8) {
+fn key_bits(net: &IpNet) -> Prefix {
     match net.network() {
         IpAddr::V4(a) => ((u32::from(a) as u128) << 96, net.prefix_len()),
         IpAddr::V6(a) => (u128::from(a), net.prefix_len()),
     }
 }
 
-fn covers(parent: (u128, u8), child: (u128, u8)) -> bool {
+fn covers(parent: Prefix, child: Prefix) -> bool {
     let ((pv, plen), (cv, clen)) = (parent, child);
     if plen > clen {
         return false;
@@ -178,9 +182,9 @@ fn covers(parent: (u128, u8), child: (u128, u8)) -> bool {
 
 /// Sorts, merges duplicates and resolves every prefix against its covering
 /// prefixes. Output is in address order (covering prefixes first).
-fn fold(mut own: Vec<((u128, u8), Own)>, sets: &mut Sets) -> Result<Vec<((u128, u8), Own)>, String> {
+fn fold(mut own: Vec<(Prefix, Own)>, sets: &mut Sets) -> Result<Vec<(Prefix, Own)>, String> {
     own.sort_unstable_by_key(|(k, _)| *k);
-    let mut merged: Vec<((u128, u8), Own)> = Vec::with_capacity(own.len());
+    let mut merged: Vec<(Prefix, Own)> = Vec::with_capacity(own.len());
     for (k, o) in own {
         match merged.last_mut() {
             Some((lk, lo)) if *lk == k => *lo = merge_same(*lo, o, sets)?,
@@ -247,7 +251,7 @@ fn wants_group(lengths: u32, count: usize) -> bool {
     lengths.count_ones() >= 2 || count >= 4
 }
 
-fn layout_v4(folded: &[((u128, u8), u32)], generation: u32, limits: Limits) -> V4Layout {
+fn layout_v4(folded: &[(Prefix, u32)], generation: u32, limits: Limits) -> V4Layout {
     let mut tbl24 = vec![0u32; TBL24_SIZE as usize];
     let v4 = |bits: u128| (bits >> 96) as u32;
     // Shorter prefixes first, so more specific ones overwrite them.
@@ -310,7 +314,7 @@ pub fn compile_with(rules: &RuleSet, generation: u32, limits: Limits) -> Result<
     }
     let mut sets = Sets::new();
     // Index 0: IPv4, 1: IPv6.
-    let mut own: [Vec<((u128, u8), Own)>; 2] = [Vec::new(), Vec::new()];
+    let mut own: [Vec<(Prefix, Own)>; 2] = [Vec::new(), Vec::new()];
     let family = |net: &IpNet| usize::from(!net.network().is_ipv4());
     for net in &rules.settings.allow {
         own[family(net)].push((key_bits(net), Own { allow: true, ..Own::default() }));
@@ -339,7 +343,7 @@ pub fn compile_with(rules: &RuleSet, generation: u32, limits: Limits) -> Result<
         ..GenerationMeta::default()
     };
     // L4 scopes: one bitmap per prefix, accumulated, then interned.
-    let mut scopes: HashMap<(usize, (u128, u8)), (L4Set, L4Set)> = HashMap::new();
+    let mut scopes: HashMap<(usize, Prefix), (L4Set, L4Set)> = HashMap::new();
     let mut l4_rules = Vec::with_capacity(rules.l4.len());
     for (slot, r) in rules.l4.iter().enumerate() {
         let bit = |set: &mut L4Set| set.words[slot / 64] |= 1u64 << (slot % 64);
@@ -365,7 +369,7 @@ pub fn compile_with(rules: &RuleSet, generation: u32, limits: Limits) -> Result<
     let folded_v4 = fold(own_v4, &mut sets)?;
     let folded_v6 = fold(own_v6, &mut sets)?;
     let mut entries = Entries { list: vec![PrefixEntry::default()], index: HashMap::new() };
-    let v4_ids: Vec<((u128, u8), u32)> = folded_v4.iter().map(|(k, o)| Ok((*k, entries.id(o)?))).collect::<Result<_, String>>()?;
+    let v4_ids: Vec<(Prefix, u32)> = folded_v4.iter().map(|(k, o)| Ok((*k, entries.id(o)?))).collect::<Result<_, String>>()?;
     let mut v6 = Vec::with_capacity(folded_v6.len());
     for ((bits, len), o) in &folded_v6 {
         v6.push((GENERATION_BITS + *len as u32, V6Key { generation, addr: bits.to_be_bytes() }, entries.id(o)?));
