@@ -15,9 +15,44 @@ pub fn test(root: &Path, extra: &[String]) -> Result<i32> {
     // filter-ebpf builds only for bpfel-unknown-none (filter-agent's build.rs
     // does that); as a host test binary it cannot link, so it is excluded.
     let mut c = cmd::cargo(["test", "--workspace", "--exclude", "filter-ebpf", "--release"]);
-    c.args(extra).current_dir(root);
+    c.args(extra).current_dir(root).stdout(std::process::Stdio::piped());
     println!("$ {}", cmd::display(&c));
-    Ok(exit_code(cmd::status(&mut c)?))
+    let mut child = c.spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut totals = Totals::default();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        totals.add(&line);
+    }
+    let code = exit_code(child.wait()?);
+    // One summary line for the whole suite: cargo prints one `test result`
+    // per test binary, the last ones often for crates without doc tests.
+    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
+    Ok(code)
+}
+
+/// Sums of cargo's `test result: ... N passed; M failed; ...` lines.
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+impl Totals {
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else { return };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                _ => {}
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
