@@ -4,9 +4,15 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
 use aya::{
     maps::{lpm_trie::Key, Array, MapData, PerCpuArray},
-    programs::{Xdp, XdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        Xdp, XdpMode,
+    },
     Ebpf, EbpfLoader,
 };
 use filter_common::compile::{CompiledGeneration, Limits};
@@ -72,7 +78,8 @@ impl Drop for Mapped {
 }
 
 /// Attach mode, as the operator names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// Driver (native) XDP; fails if the NIC driver lacks support.
     Native,
@@ -97,37 +104,111 @@ struct Written {
     v6: Vec<Key<V6Key>>,
 }
 
+/// The program attached to one interface. With pinning, each interface
+/// has its own copy of the program (its counter slot is compiled in as
+/// read-only data) sharing the pinned maps.
+pub struct Attachment {
+    pub interface: String,
+    pub mode: &'static str,
+    pub slot: u32,
+    /// Whether an existing (pinned) attachment was taken over in place.
+    pub adopted: bool,
+    _program: Option<Ebpf>,
+}
+
 pub struct Dataplane {
     tbl24: Mapped,
     tbl8: Mapped,
     ebpf: Ebpf,
     capacity: Capacity,
+    /// `<bpffs>/<instance>` when maps and links are pinned.
+    pins: Option<PathBuf>,
     active: Option<u32>,
     written: [Written; 2],
-    attached: Vec<(String, &'static str)>,
+    attached: Vec<Attachment>,
+}
+
+/// Loads the object with the configured capacities, the counter slot and,
+/// when pinning, every map pinned (created, or reused if already pinned).
+fn load_object(capacity: Capacity, pins: Option<&Path>, slot: u32) -> Result<Ebpf> {
+    let map_paths: Vec<(&str, PathBuf)> = match pins {
+        Some(dir) => names::ALL_MAPS.iter().map(|n| (*n, dir.join("maps").join(n))).collect(),
+        None => Vec::new(),
+    };
+    let mut loader = EbpfLoader::new();
+    loader
+        .map_max_entries(names::V4_LONG, GENERATIONS * capacity.prefixes_v4)
+        .map_max_entries(names::V4_TBL8, GENERATIONS * capacity.v4_groups * 256 / 2)
+        .map_max_entries(names::PREFIX_V6, GENERATIONS * capacity.prefixes_v6)
+        .override_global("IFACE_SLOT", &slot, true);
+    for (name, path) in &map_paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    loader.load(PROGRAM_OBJECT).context("loading the XDP object")
 }
 
 impl Dataplane {
-    /// Loads the program and creates its maps (nothing attached yet).
+    /// Loads the program and creates private maps (nothing attached, nothing
+    /// pinned): for tests, benchmarks and offline use.
     pub fn load(capacity: Capacity) -> Result<Self> {
+        Self::open(capacity, None)
+    }
+
+    /// Loads the program with its maps pinned under `dir` (`<bpffs>/<instance>`),
+    /// reusing maps a previous agent pinned there: counters continue and the
+    /// active rule generation is adopted (`adopted()`), so a restart has no
+    /// gap in enforcement.
+    pub fn open_pinned(dir: &Path, capacity: Capacity) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("maps")).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir.join("links"))?;
+        Self::open(capacity, Some(dir.to_path_buf()))
+    }
+
+    fn open(capacity: Capacity, pins: Option<PathBuf>) -> Result<Self> {
         if PROGRAM_OBJECT.is_empty() {
             bail!("this build has no XDP program embedded (built with AYA_BUILD_SKIP); run `cargo xtask setup` and rebuild");
         }
         raise_memlock_limit();
-        let iface_slot = 0u32;
-        let ebpf = EbpfLoader::new()
-            .map_max_entries(names::V4_LONG, GENERATIONS * capacity.prefixes_v4)
-            .map_max_entries(names::V4_TBL8, GENERATIONS * capacity.v4_groups * 256 / 2)
-            .map_max_entries(names::PREFIX_V6, GENERATIONS * capacity.prefixes_v6)
-            .override_global("IFACE_SLOT", &iface_slot, true)
-            .load(PROGRAM_OBJECT)
-            .context("loading the XDP object")?;
+        let ebpf = load_object(capacity, pins.as_deref(), 0)?;
+        if pins.is_some() {
+            check_pinned_sizes(&ebpf, capacity)?;
+        }
         let tbl24 = Mapped::new(raw_fd(&ebpf, names::V4_TBL24)?, (GENERATIONS * TBL24_SIZE) as usize)?;
         let tbl8 = Mapped::new(raw_fd(&ebpf, names::V4_TBL8)?, (GENERATIONS * capacity.v4_groups * 256) as usize)?;
-        let mut dp = Dataplane { tbl24, tbl8, ebpf, capacity, active: None, written: Default::default(), attached: Vec::new() };
+        let mut dp = Dataplane { tbl24, tbl8, ebpf, capacity, pins, active: None, written: Default::default(), attached: Vec::new() };
         let program: &mut Xdp = dp.program_mut()?;
         program.load().context("the kernel verifier rejected the XDP program")?;
+        dp.adopt()?;
         Ok(dp)
+    }
+
+    /// Picks up the state a previous agent left in pinned maps: the active
+    /// generation and the keys each generation holds (to clear them later).
+    fn adopt(&mut self) -> Result<()> {
+        let config: Array<&MapData, ActiveConfig> = Array::try_from(self.map(names::CONFIG)?)?;
+        let c = config.get(&0, 0)?;
+        if c.loaded == 0 {
+            return Ok(());
+        }
+        let mut written: [Written; 2] = Default::default();
+        let long: aya::maps::HashMap<&MapData, V4LongKey, u32> = aya::maps::HashMap::try_from(self.map(names::V4_LONG)?)?;
+        for key in long.keys() {
+            let key = key?;
+            written[(key.generation & 1) as usize].v4.push(key);
+        }
+        let v6: aya::maps::LpmTrie<&MapData, V6Key, u32> = aya::maps::LpmTrie::try_from(self.map(names::PREFIX_V6)?)?;
+        for key in v6.keys() {
+            let key = key?;
+            written[(key.data().generation & 1) as usize].v6.push(key);
+        }
+        self.written = written;
+        self.active = Some(c.generation & 1);
+        Ok(())
+    }
+
+    /// True when a previous agent's rule set was found in force.
+    pub fn adopted(&self) -> bool {
+        self.active.is_some()
     }
 
     pub fn program(&self) -> Result<&Xdp> {
@@ -173,7 +254,7 @@ impl Dataplane {
         self.clear_generation(next)?;
         self.write_generation(&compiled)?;
         let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
-        config.set(0, ActiveConfig { generation: next, _pad: 0 }, 0).context("switching generation")?;
+        config.set(0, ActiveConfig { generation: next, loaded: 1 }, 0).context("switching generation")?;
         let previous = self.active.replace(next);
         if let Some(old) = previous {
             // A packet that read the old generation just before the switch
@@ -233,45 +314,69 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Attaches to `interface`; returns the mode actually used.
-    pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<&'static str> {
-        let program = self.program_mut()?;
-        let used = match mode {
-            AttachMode::Native => {
-                program.attach(interface, XdpMode::Driver).with_context(|| format!("attaching natively to {interface}"))?;
-                "native"
-            }
-            AttachMode::Skb => {
-                program.attach(interface, XdpMode::Skb).with_context(|| format!("attaching (skb) to {interface}"))?;
-                "skb"
-            }
-            AttachMode::Auto => match program.attach(interface, XdpMode::Driver) {
-                Ok(_) => "native",
-                Err(e) => {
-                    eprintln!("warning: native XDP on {interface} failed ({e}); falling back to skb mode");
-                    program.attach(interface, XdpMode::Skb).with_context(|| format!("attaching (skb) to {interface}"))?;
-                    "skb"
-                }
-            },
+    /// Attaches to `interface`, counting its packets in counter `slot`;
+    /// returns the mode used. With pinning, the link is pinned so the
+    /// program stays attached when the agent exits, and an existing pinned
+    /// link is taken over by atomically replacing its program (no gap).
+    pub fn attach(&mut self, interface: &str, mode: AttachMode, slot: u32) -> Result<&'static str> {
+        if slot >= MAX_IFACE_SLOTS {
+            bail!("interface slot {slot} out of range (max {MAX_IFACE_SLOTS} interfaces)");
+        }
+        let Some(dir) = self.pins.clone() else {
+            let used = attach_program(self.program_mut()?, interface, mode)?.1;
+            self.attached.push(Attachment { interface: interface.into(), mode: used, slot, adopted: false, _program: None });
+            return Ok(used);
         };
-        self.attached.push((interface.to_string(), used));
+        let mut ebpf = load_object(self.capacity, Some(&dir), slot)?;
+        let program: &mut Xdp = ebpf.program_mut(names::PROGRAM).context("program missing from object")?.try_into()?;
+        program.load().context("the kernel verifier rejected the XDP program")?;
+        let link_path = dir.join("links").join(interface);
+        let (used, adopted) = match PinnedLink::from_pin(&link_path) {
+            Ok(pinned) => {
+                let link = XdpLink::try_from(FdLink::from(pinned)).context("pinned link is not an XDP link")?;
+                program.attach_to_link(link).with_context(|| format!("replacing the program on {interface}"))?;
+                (mode_name(mode), true)
+            }
+            Err(_) => {
+                let (id, used) = attach_program(program, interface, mode)?;
+                let link = program.take_link(id)?;
+                let fd_link = FdLink::try_from(link)
+                    .context("this kernel attached XDP without a bpf_link; filtering would not survive an agent restart")?;
+                fd_link.pin(&link_path).with_context(|| format!("pinning the link at {}", link_path.display()))?;
+                (used, false)
+            }
+        };
+        self.attached.push(Attachment { interface: interface.into(), mode: used, slot, adopted, _program: Some(ebpf) });
         Ok(used)
     }
 
-    pub fn attached(&self) -> &[(String, &'static str)] {
+    pub fn attached(&self) -> &[Attachment] {
         &self.attached
     }
 
-    /// Packets and bytes per (reason, dropped), summed over CPUs and
-    /// interfaces.
-    pub fn reason_totals(&self) -> Result<BTreeMap<(Reason, bool), Totals>> {
+    /// Entries in use and capacity of the maps operators size.
+    pub fn map_usage(&self) -> Vec<(&'static str, u64, u64)> {
+        let g = self.active.unwrap_or(0) as usize;
+        vec![
+            (names::V4_LONG, self.written[g].v4.len() as u64, self.capacity.prefixes_v4 as u64),
+            (names::PREFIX_V6, self.written[g].v6.len() as u64, self.capacity.prefixes_v6 as u64),
+        ]
+    }
+
+    /// Packets and bytes per (counter slot, reason, dropped), summed over
+    /// CPUs, for the slots in use.
+    pub fn reason_totals(&self) -> Result<BTreeMap<(u32, Reason, bool), Totals>> {
         let stats: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(self.map(names::REASON_STATS)?)?;
+        let mut slots: Vec<u32> = self.attached.iter().map(|a| a.slot).collect();
+        if slots.is_empty() {
+            slots.push(0);
+        }
         let mut out = BTreeMap::new();
-        for slot in 0..MAX_IFACE_SLOTS {
+        for slot in slots {
             for reason in Reason::ALL {
                 for dropped in [false, true] {
                     let values = stats.get(&maps::reason_stats_index(slot, reason, dropped), 0)?;
-                    let t: &mut Totals = out.entry((reason, dropped)).or_default();
+                    let t: &mut Totals = out.entry((slot, reason, dropped)).or_default();
                     for c in values.iter() {
                         t.packets += c.packets;
                         t.bytes += c.bytes;
@@ -293,6 +398,17 @@ impl Dataplane {
             .collect()
     }
 
+    /// Zeroes the counters of rule ids about to be given to new order
+    /// entries, so they never inherit another order's counts.
+    pub fn reset_rule_counters(&mut self, ids: &[u32]) -> Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let mut stats: PerCpuArray<&mut MapData, Counter> = PerCpuArray::try_from(self.map_mut(names::RULE_STATS)?)?;
+        for &id in ids {
+            stats.set(id, aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])?, 0)?;
+        }
+        Ok(())
+    }
+
     /// Zeroes every counter (tests and benchmarks start from a clean slate).
     pub fn reset_counters(&mut self) -> Result<()> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
@@ -306,6 +422,53 @@ impl Dataplane {
     }
 }
 
+fn mode_name(mode: AttachMode) -> &'static str {
+    match mode {
+        AttachMode::Native => "native",
+        AttachMode::Skb => "skb",
+        AttachMode::Auto => "auto",
+    }
+}
+
+fn attach_program(program: &mut Xdp, interface: &str, mode: AttachMode) -> Result<(aya::programs::xdp::XdpLinkId, &'static str)> {
+    Ok(match mode {
+        AttachMode::Native => (program.attach(interface, XdpMode::Driver).with_context(|| format!("attaching natively to {interface}"))?, "native"),
+        AttachMode::Skb => (program.attach(interface, XdpMode::Skb).with_context(|| format!("attaching (skb) to {interface}"))?, "skb"),
+        AttachMode::Auto => match program.attach(interface, XdpMode::Driver) {
+            Ok(id) => (id, "native"),
+            Err(e) => {
+                eprintln!("warning: native XDP on {interface} failed ({e}); falling back to skb mode");
+                (program.attach(interface, XdpMode::Skb).with_context(|| format!("attaching (skb) to {interface}"))?, "skb")
+            }
+        },
+    })
+}
+
+/// Pinned maps keep the size they were created with; a config asking for
+/// other capacities must not silently run with the old ones.
+fn check_pinned_sizes(ebpf: &Ebpf, capacity: Capacity) -> Result<()> {
+    use aya::maps::Map;
+    for (name, want) in [
+        (names::V4_LONG, GENERATIONS * capacity.prefixes_v4),
+        (names::V4_TBL8, GENERATIONS * capacity.v4_groups * 256 / 2),
+        (names::PREFIX_V6, GENERATIONS * capacity.prefixes_v6),
+    ] {
+        let map = ebpf.map(name).with_context(|| format!("map {name} missing"))?;
+        let data = match map {
+            Map::Array(d) | Map::HashMap(d) | Map::LpmTrie(d) => d,
+            _ => bail!("map {name} has an unexpected type"),
+        };
+        let have = data.info()?.max_entries();
+        if have != want {
+            bail!(
+                "pinned map {name} holds {have} entries but the configuration asks for {want}: \
+                 capacities change only with a fresh start (`filter-agent detach`, then start the agent)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// File descriptor of a map, for the batch syscalls and mmap aya lacks.
 fn raw_fd(ebpf: &Ebpf, name: &str) -> Result<std::os::fd::RawFd> {
     use aya::maps::Map;
@@ -316,6 +479,85 @@ fn raw_fd(ebpf: &Ebpf, name: &str) -> Result<std::os::fd::RawFd> {
         _ => bail!("map {name} has an unexpected type"),
     };
     Ok(data.fd().as_fd().as_raw_fd())
+}
+
+/// Removes what an agent pinned under `dir`: detaches every pinned link
+/// (forcibly, even if a running agent still holds it), then unpins the
+/// maps. Returns what was removed, for the operator.
+pub fn detach(dir: &Path) -> Result<Vec<String>> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut removed = Vec::new();
+    if let Ok(links) = std::fs::read_dir(dir.join("links")) {
+        for entry in links {
+            let path = entry?.path();
+            let fd = obj_get(&path).with_context(|| format!("opening {}", path.display()))?;
+            link_detach(fd.as_fd().as_raw_fd()).with_context(|| format!("detaching {}", path.display()))?;
+            std::fs::remove_file(&path).with_context(|| format!("unpinning {}", path.display()))?;
+            removed.push(format!("XDP link on {} detached", path.file_name().unwrap_or_default().to_string_lossy()));
+        }
+    }
+    if let Ok(maps) = std::fs::read_dir(dir.join("maps")) {
+        for entry in maps {
+            let path = entry?.path();
+            std::fs::remove_file(&path).with_context(|| format!("unpinning {}", path.display()))?;
+            removed.push(format!("map {} unpinned", path.file_name().unwrap_or_default().to_string_lossy()));
+        }
+    }
+    for sub in ["links", "maps", ""] {
+        let _ = std::fs::remove_dir(dir.join(sub));
+    }
+    Ok(removed)
+}
+
+/// BPF_OBJ_GET: a new fd for a pinned object (aya keeps link fds private).
+fn obj_get(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut attr = [0u64; 16];
+    attr[0] = c.as_ptr() as u64;
+    // SAFETY: a zeroed bpf_attr with obj.pathname set.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, attr.as_mut_ptr(), std::mem::size_of_val(&attr) as u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// BPF_LINK_DETACH: the link stops running its program now, whoever holds it.
+fn link_detach(link_fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    let mut attr = [0u64; 16];
+    attr[0] = link_fd as u32 as u64;
+    // SAFETY: a zeroed bpf_attr with link_detach.link_fd set.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, attr.as_mut_ptr(), std::mem::size_of_val(&attr) as u32) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes sure `path` is a BPF filesystem, mounting one at the standard
+/// place if nothing is mounted there (systemd normally does this).
+pub fn ensure_bpffs(path: &Path) -> Result<()> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: statfs into a zeroed struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    let fstype = std::ffi::CString::new("bpf")?;
+    // SAFETY: mount(2) with valid C strings.
+    let rc = unsafe { libc::mount(fstype.as_ptr(), c.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        bail!("{} is not a BPF filesystem and mounting one failed: {}", path.display(), std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raise it so large

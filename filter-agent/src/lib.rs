@@ -1,8 +1,11 @@
 //! The edge filter agent: loads the XDP program, compiles orders into its
 //! maps, attaches to interfaces and reports what it does.
+pub mod audit;
 mod batch;
 pub mod classify_cmd;
+pub mod config;
 pub mod dataplane;
 pub mod report;
 pub mod ruleload;
 pub mod run;
+pub mod state;

@@ -3,9 +3,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use filter_agent::{classify_cmd, dataplane::AttachMode, run};
+use filter_agent::config::{self, Config, Sources};
+use filter_agent::dataplane::{AttachMode, Capacity};
+use filter_agent::{classify_cmd, run};
 use filter_common::rules::Settings;
 
 #[derive(Parser)]
@@ -17,12 +19,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load the rules, attach the XDP program and serve metrics until stopped.
+    /// Load the rules, attach the XDP program and keep the rules in force
+    /// (reload on SIGHUP and file change, expiry) until stopped. Filtering
+    /// stays in force after the agent stops.
     Run(RunArgs),
-    /// Validate order files; print every problem as file:line: reason.
+    /// Validate every rule source; print each problem as file:line: reason.
     Check {
-        #[arg(long, default_value = "rules")]
-        rules: PathBuf,
+        /// Use the rule directories and feeds of this agent config.
+        #[arg(long, conflicts_with = "rules")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        rules: Option<PathBuf>,
     },
     /// Offline verdicts from the reference classifier for hex packets or a pcap.
     Classify(classify_cmd::ClassifyArgs),
@@ -32,15 +39,68 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9960")]
         agent: SocketAddr,
     },
+    /// List the loaded orders and whether each is in force, pending or expired.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Detach the XDP program from every interface and remove the pinned
+    /// maps (stop the agent first, or it keeps running without effect).
+    Detach(PinArgs),
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    List {
+        #[arg(long, conflicts_with = "rules")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the audit log.
+    Verify {
+        /// The log file (default: audit.jsonl in the config's state directory).
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[arg(long, conflicts_with = "log")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct PinArgs {
+    /// Take bpffs, instance and state directory from this config.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, default_value = "/sys/fs/bpf")]
+    bpffs: PathBuf,
+    #[arg(long, default_value = "edgefilter")]
+    instance: String,
+    /// Where to record the detach in the audit log.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
 struct RunArgs {
-    /// Interface to protect (repeat for several).
-    #[arg(long = "interface", short = 'i', required = true)]
+    /// The agent configuration (agent.toml). Without it, the flags below
+    /// describe the configuration.
+    #[arg(long, conflicts_with_all = ["interfaces", "rules"])]
+    config: Option<PathBuf>,
+    /// Interface to protect (repeatable).
+    #[arg(long = "interface", short = 'i')]
     interfaces: Vec<String>,
-    #[arg(long, default_value = "rules")]
-    rules: PathBuf,
+    #[arg(long)]
+    rules: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     mode: AttachMode,
     #[command(flatten)]
@@ -48,16 +108,21 @@ struct RunArgs {
     /// Where /metrics and /status are served (keep it on a management address).
     #[arg(long, default_value = "127.0.0.1:9960")]
     metrics: SocketAddr,
+    #[arg(long, default_value = "/var/lib/edgefilter")]
+    state_dir: PathBuf,
+    #[arg(long, default_value = "/sys/fs/bpf")]
+    bpffs: PathBuf,
+    #[arg(long, default_value = "edgefilter")]
+    instance: String,
     /// IPv4 prefixes longer than /24 (outside dense blocks) per rule
     /// generation; /24 and shorter prefixes are unlimited.
     #[arg(long, default_value_t = filter_common::maps::DEFAULT_PREFIX_V4_CAPACITY)]
     capacity_v4: u32,
+    #[arg(long, default_value_t = filter_common::maps::DEFAULT_PREFIX_V6_CAPACITY)]
+    capacity_v6: u32,
     /// Dense IPv4 /24 blocks resolved by direct 256-entry groups (1 KiB each).
     #[arg(long, default_value_t = filter_common::maps::DEFAULT_V4_GROUPS)]
     v4_groups: u32,
-    /// IPv6 prefix capacity per rule generation.
-    #[arg(long, default_value_t = filter_common::maps::DEFAULT_PREFIX_V6_CAPACITY)]
-    capacity_v6: u32,
 }
 
 /// Settings shared by `run` and `classify`, so an offline verdict uses the
@@ -84,22 +149,45 @@ fn settings(args: &SettingsArgs) -> Result<Settings> {
     Ok(s)
 }
 
+fn run_config(a: RunArgs) -> Result<Config> {
+    if let Some(path) = &a.config {
+        return config::load(path);
+    }
+    let Some(rules) = a.rules else { bail!("give --config FILE, or --interface and --rules") };
+    if a.interfaces.is_empty() {
+        bail!("give --config FILE, or --interface and --rules");
+    }
+    Ok(Config {
+        instance: a.instance,
+        interfaces: a.interfaces,
+        attach_mode: a.mode,
+        settings: settings(&a.settings)?,
+        sources: Sources { order_dirs: vec![rules], feeds: Vec::new() },
+        metrics: a.metrics,
+        state_dir: a.state_dir,
+        bpffs: a.bpffs,
+        capacity: Capacity { prefixes_v4: a.capacity_v4, prefixes_v6: a.capacity_v6, v4_groups: a.v4_groups },
+    })
+}
+
+fn sources(config: &Option<PathBuf>, rules: &Option<PathBuf>) -> Result<Sources> {
+    Ok(match (config, rules) {
+        (Some(c), _) => config::load(c)?.sources,
+        (None, Some(r)) => Sources { order_dirs: vec![r.clone()], feeds: Vec::new() },
+        (None, None) => Sources { order_dirs: vec![PathBuf::from("rules")], feeds: Vec::new() },
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(a) => settings(&a.settings).and_then(|s| {
-            run::run(run::RunOptions {
-                interfaces: a.interfaces,
-                rules: a.rules,
-                mode: a.mode,
-                settings: s,
-                metrics: a.metrics,
-                capacity: filter_agent::dataplane::Capacity { prefixes_v4: a.capacity_v4, prefixes_v6: a.capacity_v6, v4_groups: a.v4_groups },
-            })
-        }),
-        Command::Check { rules } => return check(&rules),
+        Command::Run(a) => run_config(a).and_then(run::run),
+        Command::Check { config, rules } => return check(&config, &rules),
         Command::Classify(a) => classify_cmd::classify(&a),
         Command::Status { agent } => status(agent),
+        Command::Rules { command: RulesCommand::List { config, rules } } => list(&config, &rules),
+        Command::Detach(a) => detach(a),
+        Command::Audit { command: AuditCommand::Verify { log, config } } => verify(log, config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,13 +198,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(dir: &std::path::Path) -> ExitCode {
-    match filter_agent::ruleload::load_orders(dir) {
+fn check(config: &Option<PathBuf>, rules: &Option<PathBuf>) -> ExitCode {
+    let sources = match sources(config, rules) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match filter_agent::ruleload::load_sources(&sources) {
         Ok(orders) => {
             let now = chrono::Utc::now();
             let active = orders.iter().filter(|o| o.is_active(now)).count();
             let entries: usize = orders.iter().map(|o| o.entries.len()).sum();
-            println!("{}: {} orders ({} in force now), {} entries: OK", dir.display(), orders.len(), active, entries);
+            let where_: Vec<String> = sources.order_dirs.iter().map(|d| d.display().to_string()).collect();
+            println!(
+                "{} (+{} feeds): {} orders ({} in force now), {} entries: OK",
+                where_.join(", "),
+                sources.feeds.len(),
+                orders.len(),
+                active,
+                entries
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -127,6 +230,64 @@ fn check(dir: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn list(config: &Option<PathBuf>, rules: &Option<PathBuf>) -> Result<()> {
+    let orders = filter_agent::ruleload::load_sources(&sources(config, rules)?)?;
+    let now = chrono::Utc::now();
+    println!("{:<28} {:<11} {:<9} {:<8} {:>7}  {:<25} source", "order", "category", "state", "action", "entries", "expires");
+    for o in &orders {
+        let state = if o.is_active(now) { "in-force" } else if now < o.effective { "pending" } else { "expired" };
+        let action = match o.action {
+            filter_common::rules::Action::Drop => "drop",
+            filter_common::rules::Action::DryRun => "dry-run",
+        };
+        println!(
+            "{:<28} {:<11} {:<9} {:<8} {:>7}  {:<25} {}",
+            o.id,
+            o.category.name(),
+            state,
+            action,
+            o.entries.len(),
+            o.expires.format("%Y-%m-%dT%H:%M:%SZ"),
+            o.file.display()
+        );
+    }
+    Ok(())
+}
+
+fn detach(a: PinArgs) -> Result<()> {
+    let (dir, state_dir) = match &a.config {
+        Some(path) => {
+            let c = config::load(path)?;
+            (c.pin_dir(), Some(c.state_dir))
+        }
+        None => (a.bpffs.join(&a.instance), a.state_dir),
+    };
+    let removed = filter_agent::dataplane::detach(&dir)?;
+    if removed.is_empty() {
+        println!("nothing pinned at {}", dir.display());
+    }
+    for r in &removed {
+        println!("{r}");
+    }
+    if let Some(state_dir) = state_dir {
+        let mut log = filter_agent::audit::AuditLog::open(&state_dir.join("audit.jsonl"))?;
+        let actor = format!("operator:uid={}", unsafe { libc::getuid() });
+        log.append(&actor, "detach", serde_json::json!({ "pins": dir, "removed": removed }))?;
+    }
+    Ok(())
+}
+
+fn verify(log: Option<PathBuf>, config: Option<PathBuf>) -> Result<()> {
+    let path = match (log, config) {
+        (Some(l), _) => l,
+        (None, Some(c)) => config::load(&c)?.state_dir.join("audit.jsonl"),
+        (None, None) => PathBuf::from("/var/lib/edgefilter/audit.jsonl"),
+    };
+    let n = filter_agent::audit::verify(&path)?;
+    println!("{}: {n} records, hash chain intact", path.display());
+    Ok(())
 }
 
 fn status(agent: SocketAddr) -> Result<()> {

@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use filter_common::rules::RuleSet;
+use chrono::Utc;
 use serde::Serialize;
 
-use crate::dataplane::Dataplane;
+use crate::run::{Agent, Metrics};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ReasonCount {
+    pub interface: String,
     pub reason: &'static str,
     pub action: &'static str,
     pub packets: u64,
@@ -26,34 +27,68 @@ pub struct OrderCount {
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct Interface {
+    pub name: String,
+    pub mode: &'static str,
+    pub slot: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OrderState {
+    pub order: String,
+    pub category: &'static str,
+    pub state: &'static str,
+    pub expires: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MapUsage {
+    pub map: &'static str,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct Snapshot {
     pub version: &'static str,
-    pub interfaces: Vec<(String, &'static str)>,
+    pub instance: String,
+    pub interfaces: Vec<Interface>,
     pub program_id: Option<u32>,
     pub generation: Option<u32>,
-    pub orders: usize,
+    pub ruleset_sequence: u64,
+    pub last_reload: f64,
+    pub last_error: Option<String>,
+    pub orders: Vec<OrderState>,
     pub prefix_rules: usize,
     pub l4_slots: usize,
     pub allowlist: usize,
+    /// (kind, category) -> rules in force.
+    pub rules_by_kind: Vec<(&'static str, &'static str, u64)>,
+    pub maps: Vec<MapUsage>,
     pub fail_closed: bool,
     pub reasons: Vec<ReasonCount>,
     pub orders_hits: Vec<OrderCount>,
 }
 
-pub fn snapshot(dp: &Dataplane, rules: &RuleSet) -> anyhow::Result<Snapshot> {
+pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
+    let dp = &agent.dataplane;
+    let rules = &agent.rules;
+    let slot_name: BTreeMap<u32, String> = dp.attached().iter().map(|a| (a.slot, a.interface.clone())).collect();
     let reasons = dp
         .reason_totals()?
         .into_iter()
-        .map(|((reason, dropped), t)| ReasonCount {
+        .map(|((slot, reason, dropped), t)| ReasonCount {
+            interface: slot_name.get(&slot).cloned().unwrap_or_else(|| format!("slot{slot}")),
             reason: reason.name(),
             action: if dropped { "drop" } else { "pass" },
             packets: t.packets,
             bytes: t.bytes,
         })
         .collect();
-    let per_rule = dp.rule_totals(rules.rules.len() as u32)?;
+    let per_rule = dp.rule_totals(rules.max_rule_id())?;
     let mut per_order: BTreeMap<String, OrderCount> = BTreeMap::new();
-    for (info, t) in rules.rules.iter().zip(per_rule) {
+    for info in &rules.rules {
+        let t = per_rule.get(info.id as usize - 1).copied().unwrap_or_default();
         let e = per_order.entry(info.order_id.clone()).or_insert_with(|| OrderCount {
             order: info.order_id.clone(),
             category: info.category.name(),
@@ -66,16 +101,46 @@ pub fn snapshot(dp: &Dataplane, rules: &RuleSet) -> anyhow::Result<Snapshot> {
     }
     let mut orders_hits: Vec<OrderCount> = per_order.into_values().collect();
     orders_hits.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.order.cmp(&b.order)));
-    let orders = orders_hits.len();
+    let now = Utc::now();
+    let orders = agent
+        .orders
+        .iter()
+        .map(|o| OrderState {
+            order: o.id.clone(),
+            category: o.category.name(),
+            state: if o.is_active(now) { "in-force" } else if now < o.effective { "pending" } else { "expired" },
+            expires: o.expires.to_rfc3339(),
+        })
+        .collect();
+    let mut by_kind: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+    for p in &rules.prefixes {
+        if let Some(info) = rules.rule(p.rule_id) {
+            *by_kind.entry(("prefix", info.category.name())).or_default() += 1;
+        }
+    }
+    for s in &rules.l4 {
+        if let Some(info) = rules.rule(s.rule_id) {
+            *by_kind.entry(("l4", info.category.name())).or_default() += 1;
+        }
+    }
+    if !rules.settings.allow.is_empty() {
+        by_kind.insert(("allowlist", "operator"), rules.settings.allow.len() as u64);
+    }
     Ok(Snapshot {
         version: env!("CARGO_PKG_VERSION"),
-        interfaces: dp.attached().to_vec(),
+        instance: agent.config.instance.clone(),
+        interfaces: dp.attached().iter().map(|a| Interface { name: a.interface.clone(), mode: a.mode, slot: a.slot }).collect(),
         program_id: dp.program().ok().and_then(|p| p.info().ok()).map(|i| i.id()),
         generation: dp.active_generation(),
+        ruleset_sequence: agent.metrics.sequence,
+        last_reload: agent.metrics.last_reload,
+        last_error: agent.last_error.clone(),
         orders,
         prefix_rules: rules.prefixes.len(),
         l4_slots: rules.l4.len(),
         allowlist: rules.settings.allow.len(),
+        rules_by_kind: by_kind.into_iter().map(|((k, c), n)| (k, c, n)).collect(),
+        maps: dp.map_usage().into_iter().map(|(map, entries, capacity)| MapUsage { map, entries, capacity }).collect(),
         fail_closed: rules.settings.fail_closed,
         reasons,
         orders_hits,
@@ -85,25 +150,45 @@ pub fn snapshot(dp: &Dataplane, rules: &RuleSet) -> anyhow::Result<Snapshot> {
 /// `xdp-filter status`-style text.
 pub fn render_status(s: &Snapshot) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "edgefilter {}", s.version);
-    let _ = writeln!(out, "program id:     {}", s.program_id.map_or("-".into(), |i| i.to_string()));
-    let _ = writeln!(out, "rule generation: {}", s.generation.map_or("none loaded".into(), |g| g.to_string()));
-    let _ = writeln!(out, "malformed:      {}", if s.fail_closed { "dropped (fail-closed)" } else { "passed (fail-open)" });
+    let _ = writeln!(out, "edgefilter {} (instance {})", s.version, s.instance);
+    let _ = writeln!(out, "program id:      {}", s.program_id.map_or("-".into(), |i| i.to_string()));
+    let _ = writeln!(
+        out,
+        "rule set:        #{} (generation {}), applied {}",
+        s.ruleset_sequence,
+        s.generation.map_or("-".into(), |g| g.to_string()),
+        chrono::DateTime::from_timestamp(s.last_reload as i64, 0).map_or("-".into(), |t| t.to_rfc3339())
+    );
+    let _ = writeln!(out, "malformed:       {}", if s.fail_closed { "dropped (fail-closed)" } else { "passed (fail-open)" });
+    if let Some(e) = &s.last_error {
+        let _ = writeln!(out, "LAST RELOAD REJECTED (previous rules in force):");
+        for line in e.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     let _ = writeln!(out, "\nInterfaces");
     if s.interfaces.is_empty() {
         let _ = writeln!(out, "  (none attached)");
     }
-    for (name, mode) in &s.interfaces {
-        let _ = writeln!(out, "  {name:<16} xdp mode {mode}");
+    for i in &s.interfaces {
+        let _ = writeln!(out, "  {:<16} xdp mode {:<7} counter slot {}", i.name, i.mode, i.slot);
     }
+    let in_force = s.orders.iter().filter(|o| o.state == "in-force").count();
     let _ = writeln!(
         out,
-        "\nRules in force\n  orders {}   prefix rules {}   L4 rule slots {}   allowlist prefixes {}",
-        s.orders, s.prefix_rules, s.l4_slots, s.allowlist
+        "\nRules in force\n  orders {in_force} of {} loaded   prefix rules {}   L4 rule slots {}   allowlist prefixes {}",
+        s.orders.len(),
+        s.prefix_rules,
+        s.l4_slots,
+        s.allowlist
     );
-    let _ = writeln!(out, "\nPackets by decision\n  {:<10} {:<6} {:>14} {:>16}", "reason", "action", "packets", "bytes");
+    for m in &s.maps {
+        let pct = if m.capacity > 0 { 100.0 * m.entries as f64 / m.capacity as f64 } else { 0.0 };
+        let _ = writeln!(out, "  map {:<14} {:>10} / {:<10} ({pct:.1}%)", m.map, m.entries, m.capacity);
+    }
+    let _ = writeln!(out, "\nPackets by decision\n  {:<16} {:<10} {:<6} {:>14} {:>16}", "interface", "reason", "action", "packets", "bytes");
     for r in s.reasons.iter().filter(|r| r.packets > 0) {
-        let _ = writeln!(out, "  {:<10} {:<6} {:>14} {:>16}", r.reason, r.action, r.packets, r.bytes);
+        let _ = writeln!(out, "  {:<16} {:<10} {:<6} {:>14} {:>16}", r.interface, r.reason, r.action, r.packets, r.bytes);
     }
     let _ = writeln!(out, "\nTop orders by matched packets\n  {:<28} {:<11} {:<8} {:>12}", "order", "category", "mode", "packets");
     for o in s.orders_hits.iter().take(10) {
@@ -113,31 +198,59 @@ pub fn render_status(s: &Snapshot) -> String {
     out
 }
 
-/// Prometheus text exposition, built with the `prometheus` crate.
-pub fn render_metrics(s: &Snapshot) -> anyhow::Result<String> {
-    use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+/// Prometheus text exposition, built with the `prometheus` crate. Packet
+/// counters come from the kernel's pinned per-CPU maps, so they never go
+/// backwards across agent restarts; no label ever holds an address.
+pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
+    use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
     let registry = Registry::new();
-    let packets = IntCounterVec::new(Opts::new("edgefilter_packets_total", "Packets seen by the XDP program, by verdict and reason."), &["interface", "action", "reason"])?;
-    let bytes = IntCounterVec::new(Opts::new("edgefilter_bytes_total", "Bytes seen by the XDP program, by verdict and reason."), &["interface", "action", "reason"])?;
-    let rule_packets = IntCounterVec::new(Opts::new("edgefilter_rule_packets_total", "Packets matched per order (dry-run orders count would-drop)."), &["order", "category"])?;
-    let rules = IntGaugeVec::new(Opts::new("edgefilter_rules", "Rules in force by kind."), &["kind"])?;
-    let build = IntGaugeVec::new(Opts::new("edgefilter_build_info", "Agent build information."), &["version"])?;
-    for c in [&packets, &bytes, &rule_packets] {
+    let counter = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
+    let gauge = |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
+    let packets = counter("edgefilter_packets_total", "Packets seen by the XDP program, by interface, verdict and reason.", &["interface", "action", "reason"])?;
+    let bytes = counter("edgefilter_bytes_total", "Bytes seen by the XDP program, by interface, verdict and reason.", &["interface", "action", "reason"])?;
+    let rule_packets = counter("edgefilter_rule_packets_total", "Packets matched per order (dry-run orders count would-drop).", &["order", "category"])?;
+    let rule_bytes = counter("edgefilter_rule_bytes_total", "Bytes matched per order (dry-run orders count would-drop).", &["order", "category"])?;
+    let rules = gauge("edgefilter_rules", "Rules in force by kind and category.", &["kind", "category"])?;
+    let orders = gauge("edgefilter_orders", "Loaded orders by state.", &["state"])?;
+    let entries = gauge("edgefilter_map_entries", "Entries in use in the active generation.", &["map"])?;
+    let capacity = gauge("edgefilter_map_capacity", "Configured entries per generation.", &["map"])?;
+    let build = gauge("edgefilter_build_info", "Agent build information.", &["version"])?;
+    let generation = IntGauge::new("edgefilter_ruleset_generation", "Sequence number of the rule set in force (increments at every apply).")?;
+    let last = Gauge::new("edgefilter_ruleset_last_reload_timestamp_seconds", "When the rule set in force was applied.")?;
+    let last_ok = IntGauge::new("edgefilter_ruleset_last_reload_success", "1 if the last reload attempt was applied, 0 if rejected.")?;
+    for c in [&packets, &bytes, &rule_packets, &rule_bytes] {
         registry.register(Box::new(c.clone()))?;
     }
-    registry.register(Box::new(rules.clone()))?;
-    registry.register(Box::new(build.clone()))?;
+    for g in [&rules, &orders, &entries, &capacity, &build] {
+        registry.register(Box::new(g.clone()))?;
+    }
+    registry.register(Box::new(generation.clone()))?;
+    registry.register(Box::new(last.clone()))?;
+    registry.register(Box::new(last_ok.clone()))?;
+    registry.register(Box::new(m.reload_duration.clone()))?;
+    registry.register(Box::new(m.reload_errors.clone()))?;
     for r in &s.reasons {
-        packets.with_label_values(&["all", r.action, r.reason]).inc_by(r.packets);
-        bytes.with_label_values(&["all", r.action, r.reason]).inc_by(r.bytes);
+        packets.with_label_values(&[r.interface.as_str(), r.action, r.reason]).inc_by(r.packets);
+        bytes.with_label_values(&[r.interface.as_str(), r.action, r.reason]).inc_by(r.bytes);
     }
     for o in &s.orders_hits {
         rule_packets.with_label_values(&[o.order.as_str(), o.category]).inc_by(o.packets);
+        rule_bytes.with_label_values(&[o.order.as_str(), o.category]).inc_by(o.bytes);
     }
-    rules.with_label_values(&["prefix"]).set(s.prefix_rules as i64);
-    rules.with_label_values(&["l4"]).set(s.l4_slots as i64);
-    rules.with_label_values(&["allowlist"]).set(s.allowlist as i64);
+    for (kind, category, n) in &s.rules_by_kind {
+        rules.with_label_values(&[kind, category]).set(*n as i64);
+    }
+    for state in ["in-force", "pending", "expired"] {
+        orders.with_label_values(&[state]).set(s.orders.iter().filter(|o| o.state == state).count() as i64);
+    }
+    for u in &s.maps {
+        entries.with_label_values(&[u.map]).set(u.entries as i64);
+        capacity.with_label_values(&[u.map]).set(u.capacity as i64);
+    }
     build.with_label_values(&[s.version]).set(1);
+    generation.set(s.ruleset_sequence as i64);
+    last.set(s.last_reload);
+    last_ok.set(i64::from(s.last_error.is_none()));
     let mut buf = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut buf)?;
     Ok(String::from_utf8(buf)?)

@@ -1,65 +1,241 @@
-//! `filter-agent run`: the daemon loop.
-use std::net::SocketAddr;
-use std::path::PathBuf;
+//! `filter-agent run`: the daemon. Loads and validates every rule source,
+//! adopts or creates the pinned data plane, attaches, then keeps the rules
+//! in force: reloads on SIGHUP and on file change, applies `effective` and
+//! `expires` within a second, and writes every change to the audit log.
+//! Stopping the agent leaves filtering in force (`filter-agent detach`
+//! removes it).
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
-use filter_common::rules::{RuleSet, Settings};
+use chrono::Utc;
+use filter_common::rules::{Order, RuleSet};
+use serde_json::json;
 
-use crate::dataplane::{AttachMode, Capacity, Dataplane};
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::dataplane::{self, Dataplane};
 use crate::report;
+use crate::ruleload;
+use crate::state::State as Persisted;
 
-pub struct RunOptions {
-    pub interfaces: Vec<String>,
-    pub rules: PathBuf,
-    pub mode: AttachMode,
-    pub settings: Settings,
-    pub metrics: SocketAddr,
-    pub capacity: Capacity,
+/// Who the audit log names for changes the agent makes on its own.
+const AGENT: &str = "agent";
+
+/// In-process metrics that do not live in kernel maps.
+pub struct Metrics {
+    pub reload_duration: prometheus::Histogram,
+    pub reload_errors: prometheus::IntCounter,
+    pub last_reload: f64,
+    pub sequence: u64,
 }
 
-struct Shared {
-    dataplane: Dataplane,
-    rules: RuleSet,
+pub struct Agent {
+    pub config: Config,
+    pub dataplane: Dataplane,
+    /// Every loaded order (in force or not), for expiry and status.
+    pub orders: Vec<Order>,
+    pub rules: RuleSet,
+    in_force: BTreeSet<String>,
+    fingerprint: Vec<(std::path::PathBuf, u64, Option<SystemTime>)>,
+    state: Persisted,
+    audit: AuditLog,
+    pub metrics: Metrics,
+    pub last_error: Option<String>,
 }
 
-type AppState = Arc<Mutex<Shared>>;
+fn in_force(orders: &[Order], now: chrono::DateTime<Utc>) -> BTreeSet<String> {
+    orders.iter().filter(|o| o.is_active(now)).map(|o| o.id.clone()).collect()
+}
 
-pub fn run(opts: RunOptions) -> Result<()> {
-    let now = chrono::Utc::now();
-    // Validate before touching the kernel: a bad rule set changes nothing.
-    let (_orders, rules) = crate::ruleload::ruleset(&opts.rules, opts.settings.clone(), now)?;
-    let mut dataplane = Dataplane::load(opts.capacity)?;
-    let generation = dataplane.apply_rules(&rules)?;
-    eprintln!(
-        "loaded {} prefix rules and {} L4 rule slots from {} (generation {generation})",
-        rules.prefixes.len(),
-        rules.l4.len(),
-        opts.rules.display()
-    );
-    for iface in &opts.interfaces {
-        let mode = dataplane.attach(iface, opts.mode)?;
-        eprintln!("attached to {iface} ({mode} mode)");
+impl Agent {
+    /// Compiles `orders` as of now and makes them the rule set in force.
+    fn apply(&mut self, orders: Vec<Order>, action: &str, actor: &str, mut details: serde_json::Value) -> Result<()> {
+        let started = Instant::now();
+        let now = Utc::now();
+        let fresh = self.state.assign_rule_ids(&orders)?;
+        let state = &self.state;
+        let rules = RuleSet::build_with(self.config.settings.clone(), &orders, now, |o, i| {
+            state.rule_id(&o.id, i).ok_or_else(|| format!("no rule id for {} entry {i}", o.id))
+        })
+        .map_err(anyhow::Error::msg)?;
+        self.dataplane.reset_rule_counters(&fresh)?;
+        let generation = self.dataplane.apply_rules(&rules)?;
+        let elapsed = started.elapsed().as_secs_f64();
+        self.metrics.reload_duration.observe(elapsed);
+        self.metrics.sequence = self.state.next_sequence()?;
+        self.metrics.last_reload = now.timestamp_millis() as f64 / 1000.0;
+        let forced = in_force(&orders, now);
+        if let serde_json::Value::Object(m) = &mut details {
+            m.insert("sequence".into(), json!(self.metrics.sequence));
+            m.insert("generation".into(), json!(generation));
+            m.insert("orders_in_force".into(), json!(forced));
+            m.insert("prefix_rules".into(), json!(rules.prefixes.len()));
+            m.insert("l4_slots".into(), json!(rules.l4.len()));
+            m.insert("seconds".into(), json!(elapsed));
+        }
+        self.audit.append(actor, action, details)?;
+        eprintln!(
+            "{action}: rule set {} in force (generation {generation}): {} orders, {} prefix rules, {} L4 slots, {:.3} s",
+            self.metrics.sequence,
+            forced.len(),
+            rules.prefixes.len(),
+            rules.l4.len(),
+            elapsed
+        );
+        self.in_force = forced;
+        self.orders = orders;
+        self.rules = rules;
+        self.last_error = None;
+        Ok(())
     }
-    let state: AppState = Arc::new(Mutex::new(Shared { dataplane, rules }));
+
+    /// Re-reads every source; applies only if all of it is valid.
+    pub fn reload(&mut self, actor: &str, why: &str) {
+        self.fingerprint = ruleload::fingerprint(&self.config.sources);
+        let result = ruleload::load_sources(&self.config.sources)
+            .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+            .and_then(|orders| self.apply(orders, "reload", actor, json!({ "trigger": why })).map_err(|e| vec![format!("{e:#}")]));
+        if let Err(errors) = result {
+            self.metrics.reload_errors.inc();
+            eprintln!("reload rejected ({why}); the previous rules stay in force:");
+            for e in &errors {
+                eprintln!("  {e}");
+            }
+            if let Err(e) = self.audit.append(actor, "reload-rejected", json!({ "trigger": why, "errors": errors })) {
+                eprintln!("error: audit log: {e:#}");
+            }
+            self.last_error = Some(errors.join("\n"));
+        }
+    }
+
+    /// Once a second: rule files changed, or an order became effective or
+    /// expired.
+    pub fn tick(&mut self) {
+        if ruleload::fingerprint(&self.config.sources) != self.fingerprint {
+            return self.reload(AGENT, "rule files changed");
+        }
+        let now = Utc::now();
+        let forced = in_force(&self.orders, now);
+        if forced != self.in_force {
+            let expired: Vec<&String> = self.in_force.difference(&forced).collect();
+            let activated: Vec<&String> = forced.difference(&self.in_force).collect();
+            let action = if activated.is_empty() { "expire" } else if expired.is_empty() { "activate" } else { "expire-activate" };
+            let details = json!({ "expired": expired, "activated": activated });
+            let orders = self.orders.clone();
+            if let Err(e) = self.apply(orders, action, AGENT, details) {
+                self.metrics.reload_errors.inc();
+                eprintln!("error: applying order validity changes: {e:#}");
+                self.last_error = Some(format!("{e:#}"));
+            }
+        }
+    }
+}
+
+pub fn run(config: Config) -> Result<()> {
+    dataplane::ensure_bpffs(&config.bpffs)?;
+    let mut state = Persisted::open(&config.state_dir)?;
+    let mut audit = AuditLog::open(&config.state_dir.join("audit.jsonl"))?;
+    let actor = format!("operator:uid={}", unsafe { libc::getuid() });
+    // Validate before touching the kernel: a bad rule set changes nothing.
+    let fingerprint = ruleload::fingerprint(&config.sources);
+    let orders = match ruleload::load_sources(&config.sources) {
+        Ok(o) => o,
+        Err(errors) => {
+            let list: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+            audit.append(&actor, "start-rejected", json!({ "errors": list }))?;
+            return Err(errors.into());
+        }
+    };
+    let pin_dir = config.pin_dir();
+    let dp = Dataplane::open_pinned(&pin_dir, config.capacity)?;
+    let adopted = dp.adopted();
+    if adopted {
+        eprintln!("adopting the data plane pinned at {}: the running rules stay in force until the new set is applied", pin_dir.display());
+    }
+    let mut attached = Vec::new();
+    // Slots first: counters are per interface and must keep their meaning.
+    let slots: Vec<u32> = config.interfaces.iter().map(|i| state.slot(i)).collect::<Result<_>>()?;
+    let metrics = Metrics {
+        reload_duration: prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new("edgefilter_reload_duration_seconds", "Time to validate, compile and apply a rule set.")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0]),
+        )?,
+        reload_errors: prometheus::IntCounter::new("edgefilter_reload_errors_total", "Rule sets rejected (the previous one stayed in force).")?,
+        last_reload: 0.0,
+        sequence: state.sequence,
+    };
+    let mut agent = Agent {
+        config: config.clone(),
+        dataplane: dp,
+        orders: Vec::new(),
+        rules: RuleSet::default(),
+        in_force: BTreeSet::new(),
+        fingerprint,
+        state,
+        audit,
+        metrics,
+        last_error: None,
+    };
+    let action = if adopted { "adopt" } else { "load" };
+    agent.apply(orders, action, &actor, json!({ "pins": pin_dir }))?;
+    for (iface, slot) in config.interfaces.iter().zip(slots) {
+        let mode = agent.dataplane.attach(iface, config.attach_mode, slot)?;
+        let a = agent.dataplane.attached().last().expect("just attached");
+        eprintln!("{} {iface} ({mode} mode, counter slot {slot})", if a.adopted { "took over" } else { "attached to" });
+        attached.push(json!({ "interface": iface, "mode": mode, "slot": slot, "took_over": a.adopted }));
+    }
+    agent.audit.append(&actor, "attach", json!({ "interfaces": attached }))?;
+    let shared: Shared = Arc::new(Mutex::new(agent));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let metrics_addr = config.metrics;
     runtime.block_on(async move {
         let app = Router::new()
-            .route("/metrics", get(metrics))
+            .route("/metrics", get(metrics_handler))
             .route("/status", get(status_text))
             .route("/status.json", get(status_json))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(opts.metrics)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(metrics_addr)
             .await
-            .with_context(|| format!("binding the metrics address {}", opts.metrics))?;
-        eprintln!("metrics on http://{}/metrics, status on http://{}/status", opts.metrics, opts.metrics);
+            .with_context(|| format!("binding the metrics address {metrics_addr}"))?;
+        eprintln!("metrics on http://{metrics_addr}/metrics, status on http://{metrics_addr}/status");
+        tokio::spawn(maintain(shared.clone()));
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
-        eprintln!("stopping: detaching from {}", opts.interfaces.join(", "));
+        let mut agent = shared.lock().expect("agent lock");
+        let pins = agent.config.pin_dir();
+        agent.audit.append(AGENT, "stop", json!({ "filtering": "stays in force", "pins": pins }))?;
+        eprintln!("stopping; filtering stays in force (pinned at {}); `filter-agent detach` removes it", pins.display());
         Ok::<_, anyhow::Error>(())
     })
-    // Dropping the dataplane detaches the program and frees the maps.
+}
+
+pub type Shared = Arc<Mutex<Agent>>;
+
+/// The once-a-second tick and SIGHUP reloads, off the async threads (a
+/// large rule set takes a second or two to apply).
+async fn maintain(shared: Shared) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let reload = tokio::select! {
+            _ = tick.tick() => false,
+            _ = hup.recv() => true,
+        };
+        let shared = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut agent = shared.lock().expect("agent lock");
+            if reload {
+                agent.reload("operator:SIGHUP", "SIGHUP");
+            } else {
+                agent.tick();
+            }
+        })
+        .await;
+    }
 }
 
 async fn shutdown_signal() {
@@ -71,27 +247,35 @@ async fn shutdown_signal() {
     }
 }
 
-fn snapshot(state: &AppState) -> Result<report::Snapshot> {
-    let shared = state.lock().expect("state lock");
-    report::snapshot(&shared.dataplane, &shared.rules)
+fn snapshot(state: &Shared) -> Result<report::Snapshot> {
+    let agent = state.lock().expect("agent lock");
+    report::snapshot(&agent)
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    match snapshot(&state).and_then(|s| report::render_metrics(&s)) {
+async fn metrics_handler(State(state): State<Shared>) -> impl IntoResponse {
+    let result = tokio::task::spawn_blocking(move || {
+        let s = snapshot(&state)?;
+        let agent = state.lock().expect("agent lock");
+        report::render_metrics(&s, &agent.metrics)
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|r| r);
+    match result {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response(),
     }
 }
 
-async fn status_text(State(state): State<AppState>) -> impl IntoResponse {
-    match snapshot(&state) {
+async fn status_text(State(state): State<Shared>) -> impl IntoResponse {
+    match tokio::task::spawn_blocking(move || snapshot(&state)).await.map_err(anyhow::Error::from).and_then(|r| r) {
         Ok(s) => report::render_status(&s).into_response(),
         Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response(),
     }
 }
 
-async fn status_json(State(state): State<AppState>) -> impl IntoResponse {
-    match snapshot(&state) {
+async fn status_json(State(state): State<Shared>) -> impl IntoResponse {
+    match tokio::task::spawn_blocking(move || snapshot(&state)).await.map_err(anyhow::Error::from).and_then(|r| r) {
         Ok(s) => axum::Json(s).into_response(),
         Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response(),
     }

@@ -130,7 +130,10 @@ pub const REASON_STATS_LEN: u32 = MAX_IFACE_SLOTS * N_REASONS * 2;
 pub struct ActiveConfig {
     /// Generation (0 or 1) every lookup of this packet uses.
     pub generation: u32,
-    pub _pad: u32,
+    /// 1 once a rule set has been applied: a restarted agent that finds it
+    /// in the pinned map adopts the running generation instead of
+    /// starting over.
+    pub loaded: u32,
 }
 
 /// `GEN_META[generation]`: per-generation settings that are not prefixes.
@@ -279,4 +282,8 @@ pub mod names {
     pub const L4_SETS: &str = "L4_SETS";
     pub const REASON_STATS: &str = "REASON_STATS";
     pub const RULE_STATS: &str = "RULE_STATS";
+
+    /// Every map, as pinned under `<bpffs>/<instance>/maps/`.
+    pub const ALL_MAPS: [&str; 11] =
+        [CONFIG, GEN_META, V4_TBL24, V4_TBL8, V4_LONG, PREFIX_V6, PREFIX_ENTRIES, L4_RULES, L4_SETS, REASON_STATS, RULE_STATS];
 }

@@ -42,9 +42,9 @@ impl Expected {
 }
 
 fn kernel_counters(dp: &Dataplane, rules: &RuleSet) -> Expected {
-    let reasons = dp.reason_totals().unwrap().into_iter().filter(|(_, t)| t.packets != 0).collect();
+    let reasons = dp.reason_totals().unwrap().into_iter().filter(|(_, t)| t.packets != 0).map(|((_, r, d), t)| ((r, d), t)).collect();
     let rules = dp
-        .rule_totals(rules.rules.len() as u32)
+        .rule_totals(rules.max_rule_id())
         .unwrap()
         .into_iter()
         .enumerate()

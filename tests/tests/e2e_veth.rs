@@ -89,6 +89,7 @@ fn agent_blocks_and_passes_real_traffic_between_namespaces() {
     ns.exec(1, &format!("ip -6 route add 2001:db8:bad::/64 dev {vb}"));
 
     let dir = edgefilter_tests::TempDir::new("e2e-rules");
+    let state = edgefilter_tests::TempDir::new("e2e-state");
     let rules = dir.0.clone();
     std::fs::write(rules.join("legal.toml"), ORDERS).unwrap();
     std::fs::write(rules.join("trial.toml"), DRY_RUN).unwrap();
@@ -98,7 +99,8 @@ fn agent_blocks_and_passes_real_traffic_between_namespaces() {
         .arg(edgefilter_tests::agent_binary())
         .args(["run", "-i", &vb, "--rules"])
         .arg(&rules)
-        .args(["--metrics", "127.0.0.1:9960"])
+        .args(["--metrics", "127.0.0.1:9960", "--state-dir"])
+        .arg(&state.0)
         .spawn()
         .expect("start agent");
     ns.children.push(agent);
@@ -138,7 +140,7 @@ fn agent_blocks_and_passes_real_traffic_between_namespaces() {
     assert!(reason("pass", "pass") >= 35, "{json}");
 
     let metrics = fetch(&ns, "/metrics");
-    assert!(metrics.contains("edgefilter_packets_total{action=\"drop\",interface=\"all\",reason=\"l4\"}"), "{metrics}");
+    assert!(metrics.contains(&format!("edgefilter_packets_total{{action=\"drop\",interface=\"{vb}\",reason=\"l4\"}}")), "{metrics}");
     assert!(metrics.contains("edgefilter_rule_packets_total{category=\"operator\",order=\"E2E-TRIAL-1\"} 15"), "{metrics}");
 }
 

@@ -223,7 +223,8 @@ impl Demo {
         }
         let log = File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let mut c = netns::exec(NS_RTR, agent_bin, ["run", "-i", EXT_IF, "--rules", "rules", "--allow"]);
-        c.arg(format!("{MGMT}/32")).args(["--metrics", METRICS]).current_dir(root);
+        // State (audit log, interface slots) stays under target/ for a demo.
+        c.arg(format!("{MGMT}/32")).args(["--metrics", METRICS, "--state-dir", "target/efdemo/state"]).current_dir(root);
         println!("$ {}", cmd::display(&c));
         c.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         {

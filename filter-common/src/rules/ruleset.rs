@@ -225,7 +225,7 @@ pub struct RuleSet {
     pub settings: Settings,
     pub prefixes: Vec<PrefixRule>,
     pub l4: Vec<L4Slot>,
-    /// Indexed by rule id - 1.
+    /// Provenance of every rule id, sorted by id.
     pub rules: Vec<RuleInfo>,
 }
 
@@ -233,13 +233,29 @@ impl RuleSet {
     /// Rule ids are given in order-file order to the entries of orders
     /// active at `now`.
     pub fn build(settings: Settings, orders: &[Order], now: DateTime<Utc>) -> Result<RuleSet, String> {
+        let mut next = 0u32;
+        Self::build_with(settings, orders, now, |_, _| {
+            next += 1;
+            Ok(next)
+        })
+    }
+
+    /// Like [`RuleSet::build`], with rule ids chosen by `id_for(order,
+    /// entry index)` (the agent keeps them stable across reloads so
+    /// per-order counters continue). Ids must be unique, 1..MAX_RULE_IDS.
+    pub fn build_with(
+        settings: Settings,
+        orders: &[Order],
+        now: DateTime<Utc>,
+        mut id_for: impl FnMut(&Order, usize) -> Result<u32, String>,
+    ) -> Result<RuleSet, String> {
         let mut rs = RuleSet { settings, ..RuleSet::default() };
         for order in orders.iter().filter(|o| o.is_active(now)) {
             let dry_run = order.action == Action::DryRun;
-            for entry in &order.entries {
-                let rule_id = rs.rules.len() as u32 + 1;
-                if rule_id >= MAX_RULE_IDS {
-                    return Err(format!("more than {} rule entries in force", MAX_RULE_IDS - 1));
+            for (index, entry) in order.entries.iter().enumerate() {
+                let rule_id = id_for(order, index)?;
+                if rule_id == 0 || rule_id >= MAX_RULE_IDS {
+                    return Err(format!("rule id {rule_id} out of range (more than {} rule entries in force?)", MAX_RULE_IDS - 1));
                 }
                 rs.rules.push(RuleInfo {
                     id: rule_id,
@@ -280,10 +296,19 @@ impl RuleSet {
         if rs.l4.len() > MAX_L4_RULES as usize {
             return Err(format!("{} L4 rule slots in force; the data plane holds {MAX_L4_RULES} (each port range of an entry is a slot)", rs.l4.len()));
         }
+        rs.rules.sort_by_key(|r| r.id);
+        if let Some(w) = rs.rules.windows(2).find(|w| w[0].id == w[1].id) {
+            return Err(format!("rule id {} given twice", w[0].id));
+        }
         Ok(rs)
     }
 
+    /// Highest rule id in use (0 if none).
+    pub fn max_rule_id(&self) -> u32 {
+        self.rules.last().map_or(0, |r| r.id)
+    }
+
     pub fn rule(&self, id: u32) -> Option<&RuleInfo> {
-        id.checked_sub(1).and_then(|i| self.rules.get(i as usize))
+        self.rules.binary_search_by_key(&id, |r| r.id).ok().map(|i| &self.rules[i])
     }
 }
