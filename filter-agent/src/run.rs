@@ -52,8 +52,9 @@ fn in_force(orders: &[Order], now: chrono::DateTime<Utc>) -> BTreeSet<String> {
 
 impl Agent {
     /// Compiles `orders` as of now and makes them the rule set in force.
-    fn apply(&mut self, orders: Vec<Order>, action: &str, actor: &str, mut details: serde_json::Value) -> Result<()> {
-        let started = Instant::now();
+    /// `started` is when reading the sources began: the reported duration
+    /// covers validation, compilation and the map writes.
+    fn apply(&mut self, orders: Vec<Order>, action: &str, actor: &str, mut details: serde_json::Value, started: Instant) -> Result<()> {
         let now = Utc::now();
         let fresh = self.state.assign_rule_ids(&orders)?;
         let state = &self.state;
@@ -94,10 +95,11 @@ impl Agent {
 
     /// Re-reads every source; applies only if all of it is valid.
     pub fn reload(&mut self, actor: &str, why: &str) {
+        let started = Instant::now();
         self.fingerprint = ruleload::fingerprint(&self.config.sources);
         let result = ruleload::load_sources(&self.config.sources)
             .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())
-            .and_then(|orders| self.apply(orders, "reload", actor, json!({ "trigger": why })).map_err(|e| vec![format!("{e:#}")]));
+            .and_then(|orders| self.apply(orders, "reload", actor, json!({ "trigger": why }), started).map_err(|e| vec![format!("{e:#}")]));
         if let Err(errors) = result {
             self.metrics.reload_errors.inc();
             eprintln!("reload rejected ({why}); the previous rules stay in force:");
@@ -125,7 +127,7 @@ impl Agent {
             let action = if activated.is_empty() { "expire" } else if expired.is_empty() { "activate" } else { "expire-activate" };
             let details = json!({ "expired": expired, "activated": activated });
             let orders = self.orders.clone();
-            if let Err(e) = self.apply(orders, action, AGENT, details) {
+            if let Err(e) = self.apply(orders, action, AGENT, details, Instant::now()) {
                 self.metrics.reload_errors.inc();
                 eprintln!("error: applying order validity changes: {e:#}");
                 self.last_error = Some(format!("{e:#}"));
@@ -140,6 +142,7 @@ pub fn run(config: Config) -> Result<()> {
     let mut audit = AuditLog::open(&config.state_dir.join("audit.jsonl"))?;
     let actor = format!("operator:uid={}", unsafe { libc::getuid() });
     // Validate before touching the kernel: a bad rule set changes nothing.
+    let started = Instant::now();
     let fingerprint = ruleload::fingerprint(&config.sources);
     let orders = match ruleload::load_sources(&config.sources) {
         Ok(o) => o,
@@ -180,7 +183,7 @@ pub fn run(config: Config) -> Result<()> {
         last_error: None,
     };
     let action = if adopted { "adopt" } else { "load" };
-    agent.apply(orders, action, &actor, json!({ "pins": pin_dir }))?;
+    agent.apply(orders, action, &actor, json!({ "pins": pin_dir }), started)?;
     for (iface, slot) in config.interfaces.iter().zip(slots) {
         let mode = agent.dataplane.attach(iface, config.attach_mode, slot)?;
         let a = agent.dataplane.attached().last().expect("just attached");
