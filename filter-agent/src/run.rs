@@ -137,7 +137,6 @@ impl Agent {
 }
 
 pub fn run(config: Config) -> Result<()> {
-    dataplane::ensure_bpffs(&config.bpffs)?;
     let mut state = Persisted::open(&config.state_dir)?;
     let mut audit = AuditLog::open(&config.state_dir.join("audit.jsonl"))?;
     let actor = format!("operator:uid={}", unsafe { libc::getuid() });
@@ -152,6 +151,7 @@ pub fn run(config: Config) -> Result<()> {
             return Err(errors.into());
         }
     };
+    dataplane::ensure_bpffs(&config.bpffs)?;
     let pin_dir = config.pin_dir();
     let dp = Dataplane::open_pinned(&pin_dir, config.capacity)?;
     let adopted = dp.adopted();

@@ -33,12 +33,16 @@ fn check_accepts_the_bundled_rules_and_rejects_bad_files_with_file_and_line() {
 fn run_refuses_invalid_rules_before_touching_the_kernel() {
     let dir = edgefilter_tests::TempDir::new("cli-run");
     std::fs::write(dir.0.join("bad.toml"), "id = \"X\"\n").unwrap();
-    let out = agent().args(["run", "-i", "lo", "--rules"]).arg(&dir.0).output().unwrap();
+    let state = edgefilter_tests::TempDir::new("cli-run-state");
+    let out = agent().args(["run", "-i", "lo", "--rules"]).arg(&dir.0).arg("--state-dir").arg(&state.0).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("bad.toml:1: missing field `authority`"), "{err}");
     let link = Command::new("ip").args(["link", "show", "lo"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"), "nothing may be attached");
+    // The refusal itself is on record.
+    let audit = std::fs::read_to_string(state.0.join("audit.jsonl")).unwrap();
+    assert!(audit.contains("\"action\":\"start-rejected\"") && audit.contains("bad.toml:1"), "{audit}");
 }
 
 #[test]
