@@ -164,10 +164,11 @@ impl AuditLog {
                     "incomplete last line ({} bytes after the last newline, at byte offset {}): \
                      probably a write torn by a crash, possibly a cut-off or edited record; \
                      refusing to append. Inspect the log; if the fragment is a torn write, \
-                     either let the agent's torn-tail recovery record and discard it, \
+                     run `filter-agent audit recover --log {}` (it records what it discards), \
                      or remove it by hand with `truncate -s {} {}`",
                     torn.len(),
                     tail.complete_len,
+                    path.display(),
                     tail.complete_len,
                     path.display()
                 ),

@@ -10,6 +10,10 @@ use filter_common::rules::{RuleSet, Settings};
 
 #[derive(Args)]
 pub struct ClassifyArgs {
+    /// Classify against what the agent of this config enforces: its rule
+    /// directories, feeds, allowlist and policies (and its rule ids).
+    #[arg(long, conflicts_with_all = ["rules", "allow", "fail_closed", "fragment_policy"])]
+    pub config: Option<PathBuf>,
     #[arg(long, default_value = "rules")]
     pub rules: PathBuf,
     /// A whole Ethernet frame in hex (repeatable).
@@ -30,12 +34,31 @@ pub struct ClassifyArgs {
 }
 
 pub fn classify(a: &ClassifyArgs) -> Result<()> {
-    let mut settings = Settings { fail_closed: a.fail_closed, ..Settings::default() };
-    for p in &a.allow {
-        settings.allow.push(filter_common::rules::order_file::parse_net(p).map_err(anyhow::Error::msg)?);
-    }
-    settings.set_fragment_policy(&a.fragment_policy).map_err(anyhow::Error::msg)?;
-    let (_, rules) = crate::ruleload::ruleset(&a.rules, settings, a.at.unwrap_or_else(Utc::now))?;
+    let now = a.at.unwrap_or_else(Utc::now);
+    let rules = match &a.config {
+        Some(path) => {
+            let config = crate::config::load(path)?;
+            let orders = crate::ruleload::load_sources(&config.sources)?;
+            // The agent's rule ids, so they match its counters and status.
+            let state = crate::state::State::open(&config.state_dir)?;
+            let mut next = state.rule_ids.values().max().copied().unwrap_or(0);
+            RuleSet::build_with(config.settings, &orders, now, |o, i| {
+                Ok(state.rule_id(&o.id, i).unwrap_or_else(|| {
+                    next += 1;
+                    next
+                }))
+            })
+            .map_err(anyhow::Error::msg)?
+        }
+        None => {
+            let mut settings = Settings { fail_closed: a.fail_closed, ..Settings::default() };
+            for p in &a.allow {
+                settings.allow.push(filter_common::rules::order_file::parse_net(p).map_err(anyhow::Error::msg)?);
+            }
+            settings.set_fragment_policy(&a.fragment_policy).map_err(anyhow::Error::msg)?;
+            crate::ruleload::ruleset(&a.rules, settings, now)?.1
+        }
+    };
     let frames = frames(a)?;
     if frames.is_empty() {
         bail!("nothing to classify: give --packet HEX or --pcap FILE");

@@ -74,6 +74,14 @@ enum AuditCommand {
         #[arg(long, conflicts_with = "log")]
         config: Option<PathBuf>,
     },
+    /// After inspecting it: cut off a last line torn by a crash (the agent
+    /// refuses to append to such a log) and record what was discarded.
+    Recover {
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[arg(long, conflicts_with = "log")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -188,6 +196,7 @@ fn main() -> ExitCode {
         Command::Rules { command: RulesCommand::List { config, rules } } => list(&config, &rules),
         Command::Detach(a) => detach(a),
         Command::Audit { command: AuditCommand::Verify { log, config } } => verify(log, config),
+        Command::Audit { command: AuditCommand::Recover { log, config } } => recover(log, config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -279,12 +288,26 @@ fn detach(a: PinArgs) -> Result<()> {
     Ok(())
 }
 
-fn verify(log: Option<PathBuf>, config: Option<PathBuf>) -> Result<()> {
-    let path = match (log, config) {
+fn audit_path(log: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf> {
+    Ok(match (log, config) {
         (Some(l), _) => l,
         (None, Some(c)) => config::load(&c)?.state_dir.join("audit.jsonl"),
         (None, None) => PathBuf::from("/var/lib/edgefilter/audit.jsonl"),
-    };
+    })
+}
+
+fn recover(log: Option<PathBuf>, config: Option<PathBuf>) -> Result<()> {
+    let path = audit_path(log, config)?;
+    let actor = format!("operator:uid={}", unsafe { libc::getuid() });
+    match filter_agent::audit::AuditLog::recover_torn_tail(&path, &actor)? {
+        (_, Some(rec)) => println!("{}: torn last line discarded and recorded as record {}", path.display(), rec.seq),
+        (_, None) => println!("{}: nothing to recover", path.display()),
+    }
+    Ok(())
+}
+
+fn verify(log: Option<PathBuf>, config: Option<PathBuf>) -> Result<()> {
+    let path = audit_path(log, config)?;
     let n = filter_agent::audit::verify(&path)?;
     println!("{}: {n} records, hash chain intact", path.display());
     Ok(())

@@ -81,3 +81,40 @@ fn classify_reads_pcap_files() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("#1 DROP reason=prefix") && text.contains("#2 PASS"), "{text}");
 }
+
+#[test]
+fn classify_and_rules_list_follow_the_agent_config() {
+    let dir = edgefilter_tests::TempDir::new("cli-config");
+    let feed = dir.0.join("drop.txt");
+    std::fs::write(&feed, "; test list\n203.0.113.0/25 ; SBL000007\n").unwrap();
+    std::fs::write(
+        dir.0.join("agent.toml"),
+        format!(
+            "interfaces = [\"eth0\"]\nrules = [\"{}\"]\nstate_dir = \"{}\"\nallow = [\"203.0.113.10/32\"]\n\
+             [[feed]]\nid = \"DROP-LIST\"\nformat = \"spamhaus-drop\"\npath = \"drop.txt\"\ncategory = \"abuse-feed\"\nprovenance = \"test list\"\n",
+            rules_dir().join("orders").display(),
+            dir.0.join("state").display()
+        ),
+    )
+    .unwrap();
+    let config = dir.0.join("agent.toml");
+    let blocked = hex::encode(udp_frame([203, 0, 113, 20], [198, 18, 0, 1], 1, 2));
+    let allowed = hex::encode(udp_frame([203, 0, 113, 10], [198, 18, 0, 1], 1, 2));
+    let out = agent().arg("classify").arg("--config").arg(&config).args(["--packet", &blocked, "--packet", &allowed]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("#1 DROP reason=prefix") && text.contains("order=DROP-LIST") && text.contains("category=abuse-feed"), "{text}");
+    assert!(text.contains("#2 PASS reason=allowlist"), "the config's allowlist applies: {text}");
+
+    let out = agent().args(["rules", "list", "--config"]).arg(&config).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("DROP-LIST") && l.contains("in-force")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("EXAMPLE-REG-2025-0003") && l.contains("expired")), "{text}");
+
+    // A config with an unknown key is refused with the key path.
+    std::fs::write(dir.0.join("bad.toml"), "interfaces = [\"eth0\"]\n[capacity]\nprefixes_v5 = 1\n").unwrap();
+    let out = agent().args(["check", "--config"]).arg(dir.0.join("bad.toml")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("capacity") && text.contains("prefixes_v5"), "{text}");
+}
