@@ -20,6 +20,10 @@ fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
 fn check_accepts_the_bundled_rules_and_rejects_bad_files_with_file_and_line() {
     let ok = agent().args(["check", "--rules"]).arg(rules_dir()).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    // The shipped example configuration (with its feeds) is valid too.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent.toml");
+    let ok = agent().args(["check", "--config"]).arg(example).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
 
     let dir = edgefilter_tests::TempDir::new("cli-check");
     std::fs::write(dir.0.join("bad.toml"), "id = \"X\"\nauthority = \"A\"\nreference = \"R\"\ncategory = \"legal\"\nreceived = 2026-01-01T00:00:00Z\neffective = 2026-01-01T00:00:00Z\nexpires = 2027-01-01T00:00:00Z\naction = \"drop\"\n[[entry]]\nprefixes = [\"203.0.113.300/24\"]\n").unwrap();
