@@ -354,6 +354,16 @@ impl Dataplane {
         &self.attached
     }
 
+    /// Kernel id of the program running on attachment `i`.
+    pub fn attached_program_id(&self, i: usize) -> Option<u32> {
+        let a = self.attached.get(i)?;
+        let program: &Xdp = match &a._program {
+            Some(ebpf) => ebpf.program(names::PROGRAM)?.try_into().ok()?,
+            None => self.program().ok()?,
+        };
+        program.info().ok().map(|info| info.id())
+    }
+
     /// Entries in use and capacity of the maps operators size.
     pub fn map_usage(&self) -> Vec<(&'static str, u64, u64)> {
         let g = self.active.unwrap_or(0) as usize;

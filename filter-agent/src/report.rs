@@ -31,6 +31,7 @@ pub struct Interface {
     pub name: String,
     pub mode: &'static str,
     pub slot: u32,
+    pub program_id: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -53,7 +54,6 @@ pub struct Snapshot {
     pub version: &'static str,
     pub instance: String,
     pub interfaces: Vec<Interface>,
-    pub program_id: Option<u32>,
     pub generation: Option<u32>,
     pub ruleset_sequence: u64,
     pub last_reload: f64,
@@ -129,8 +129,12 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
     Ok(Snapshot {
         version: env!("CARGO_PKG_VERSION"),
         instance: agent.config.instance.clone(),
-        interfaces: dp.attached().iter().map(|a| Interface { name: a.interface.clone(), mode: a.mode, slot: a.slot }).collect(),
-        program_id: dp.program().ok().and_then(|p| p.info().ok()).map(|i| i.id()),
+        interfaces: dp
+            .attached()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Interface { name: a.interface.clone(), mode: a.mode, slot: a.slot, program_id: dp.attached_program_id(i) })
+            .collect(),
         generation: dp.active_generation(),
         ruleset_sequence: agent.metrics.sequence,
         last_reload: agent.metrics.last_reload,
@@ -151,7 +155,6 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
 pub fn render_status(s: &Snapshot) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "edgefilter {} (instance {})", s.version, s.instance);
-    let _ = writeln!(out, "program id:      {}", s.program_id.map_or("-".into(), |i| i.to_string()));
     let _ = writeln!(
         out,
         "rule set:        #{} (generation {}), applied {}",
@@ -171,7 +174,8 @@ pub fn render_status(s: &Snapshot) -> String {
         let _ = writeln!(out, "  (none attached)");
     }
     for i in &s.interfaces {
-        let _ = writeln!(out, "  {:<16} xdp mode {:<7} counter slot {}", i.name, i.mode, i.slot);
+        let id = i.program_id.map_or("-".into(), |id| id.to_string());
+        let _ = writeln!(out, "  {:<16} xdp mode {:<7} program id {:<6} counter slot {}", i.name, i.mode, id, i.slot);
     }
     let in_force = s.orders.iter().filter(|o| o.state == "in-force").count();
     let _ = writeln!(
