@@ -59,6 +59,9 @@ impl Totals {
 pub enum Bench {
     /// XDP data plane throughput and latency (edgefilter-bench).
     Dataplane,
+    /// Rule set load/reload time and peak memory of the real agent with
+    /// 1,000,000 IPv4 + 250,000 IPv6 feed prefixes (edgefilter-reload-bench).
+    Reload,
 }
 
 /// Runs a benchmark; returns its exit code.
@@ -74,6 +77,19 @@ pub fn bench(root: &Path, what: Bench, extra: &[String]) -> Result<i32> {
             "--",
             "--out",
             "bench-results/dataplane.json",
+            "--markdown",
+            "BENCHMARKS.md",
+        ]),
+        Bench::Reload => cmd::cargo([
+            "run",
+            "--release",
+            "-p",
+            "filter-agent",
+            "--bin",
+            "edgefilter-reload-bench",
+            "--",
+            "--out",
+            "bench-results/reload.json",
             "--markdown",
             "BENCHMARKS.md",
         ]),

@@ -327,6 +327,7 @@ fn remove_stale(agent_bin: &Path) {
             continue;
         }
         eprintln!("removing {} of an earlier run", e.path().display());
+        stop_stale_agents(&e.path().join("agent.toml"));
         let bpffs = e.path().join("bpffs");
         if is_mountpoint(&bpffs) {
             let _ = Command::new(agent_bin).arg("detach").arg("--bpffs").arg(&bpffs).arg("--instance").arg(format!("{PREFIX}{pid}")).status();
@@ -335,6 +336,31 @@ fn remove_stale(agent_bin: &Path) {
         }
         if !is_mountpoint(&bpffs) {
             let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// An agent an earlier, killed run started (its command line names that
+/// run's config) outlives the run: stop it before removing its files.
+fn stop_stale_agents(config: &Path) {
+    let needle = config.as_os_str().as_encoded_bytes().to_vec();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.first().is_some_and(|a| a.ends_with(b"filter-agent")) && args.contains(&needle.as_slice()) {
+            eprintln!("stopping agent {pid} of an earlier run");
+            // SAFETY: plain kill(2).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline && alive(pid as u32) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if alive(pid as u32) {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
         }
     }
 }

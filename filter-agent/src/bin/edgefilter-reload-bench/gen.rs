@@ -191,11 +191,11 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
-/// Prefix length histogram as "len:count" pairs, shortest first.
-pub fn lengths<T: Copy + Eq + std::hash::Hash>(list: &List<T>, len_of: impl Fn(&T) -> u8) -> Vec<(u8, usize)> {
-    let mut counts = [0usize; 129];
+/// Prefix length histogram: length -> count.
+pub fn lengths<T: Copy + Eq + std::hash::Hash>(list: &List<T>, len_of: impl Fn(&T) -> u8) -> std::collections::BTreeMap<u8, usize> {
+    let mut counts = std::collections::BTreeMap::new();
     for item in &list.items {
-        counts[len_of(item) as usize] += 1;
+        *counts.entry(len_of(item)).or_insert(0) += 1;
     }
-    counts.iter().enumerate().filter(|(_, &c)| c > 0).map(|(l, &c)| (l as u8, c)).collect()
+    counts
 }
