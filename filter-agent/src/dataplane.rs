@@ -53,11 +53,13 @@ struct Mapped {
 unsafe impl Send for Mapped {}
 
 impl Mapped {
-    /// `entries` u32 slots (the map has half as many u64 elements).
-    fn new(fd: std::os::fd::RawFd, entries: usize) -> Result<Self> {
+    /// `entries` u32 slots from u32 slot `first` (page aligned); the map has
+    /// half as many u64 elements.
+    fn new(fd: std::os::fd::RawFd, first: usize, entries: usize) -> Result<Self> {
         let bytes = entries * std::mem::size_of::<u32>();
-        // SAFETY: mapping a BPF_F_MMAPABLE array of exactly its size.
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+        let offset = (first * std::mem::size_of::<u32>()) as libc::off_t;
+        // SAFETY: mapping part of a BPF_F_MMAPABLE array within its size.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, offset) };
         if ptr == libc::MAP_FAILED {
             bail!("mmap of an array map failed: {}", std::io::Error::last_os_error());
         }
@@ -117,8 +119,6 @@ pub struct Attachment {
 }
 
 pub struct Dataplane {
-    tbl24: Mapped,
-    tbl8: Mapped,
     ebpf: Ebpf,
     capacity: Capacity,
     /// `<bpffs>/<instance>` when maps and links are pinned.
@@ -173,9 +173,7 @@ impl Dataplane {
         if pins.is_some() {
             check_pinned_sizes(&ebpf, capacity)?;
         }
-        let tbl24 = Mapped::new(raw_fd(&ebpf, names::V4_TBL24)?, (GENERATIONS * TBL24_SIZE) as usize)?;
-        let tbl8 = Mapped::new(raw_fd(&ebpf, names::V4_TBL8)?, (GENERATIONS * capacity.v4_groups * 256) as usize)?;
-        let mut dp = Dataplane { tbl24, tbl8, ebpf, capacity, pins, active: None, written: Default::default(), attached: Vec::new() };
+        let mut dp = Dataplane { ebpf, capacity, pins, active: None, written: Default::default(), attached: Vec::new() };
         let program: &mut Xdp = dp.program_mut()?;
         program.load().context("the kernel verifier rejected the XDP program")?;
         dp.adopt()?;
@@ -227,17 +225,25 @@ impl Dataplane {
         self.active
     }
 
-    /// Compiles `rules` and applies them; see [`Dataplane::apply`].
+    /// Compiles `rules`, applies them and clears the previous generation;
+    /// see [`Dataplane::apply`].
     pub fn apply_rules(&mut self, rules: &filter_common::rules::RuleSet) -> Result<u32> {
-        self.apply(|g, limits| filter_common::compile::compile_with(rules, g, limits))
+        let g = self.apply(|g, limits, tbl24| filter_common::compile::compile_into(rules, g, limits, tbl24))?;
+        self.clear_inactive()?;
+        Ok(g)
     }
 
-    /// Writes `compiled` into the inactive generation, switches every CPU to
-    /// it with one array write, then clears the previous generation. A
-    /// packet sees either the old set or the new one, never a mix.
-    pub fn apply(&mut self, mut build: impl FnMut(u32, Limits) -> Result<CompiledGeneration, String>) -> Result<u32> {
+    /// Builds the inactive generation (`build` gets it, its limits and its
+    /// `V4_TBL24` slots, mapped, to fill in place), switches every CPU to it
+    /// with one array write, then clears the previous generation. A packet
+    /// sees either the old set or the new one, never a mix.
+    pub fn apply(&mut self, mut build: impl FnMut(u32, Limits, &mut [u32]) -> Result<CompiledGeneration, String>) -> Result<u32> {
         let next = self.active.map_or(0, |g| 1 - g);
-        let compiled = build(next, Limits { v4_groups: self.capacity.v4_groups }).map_err(anyhow::Error::msg)?;
+        // Mapped only while writing: the agent does not keep 128 MiB of
+        // kernel tables in its address space.
+        let mut tbl24 = Mapped::new(raw_fd(&self.ebpf, names::V4_TBL24)?, (next * TBL24_SIZE) as usize, TBL24_SIZE as usize)?;
+        let compiled = build(next, Limits { v4_groups: self.capacity.v4_groups }, tbl24.slice_mut()).map_err(anyhow::Error::msg)?;
+        drop(tbl24);
         if compiled.v4.long.len() > self.capacity.prefixes_v4 as usize {
             bail!(
                 "{} IPv4 prefixes longer than /24 outside dense blocks exceed the configured capacity of {}",
@@ -255,15 +261,25 @@ impl Dataplane {
         self.write_generation(&compiled)?;
         let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
         config.set(0, ActiveConfig { generation: next, loaded: 1 }, 0).context("switching generation")?;
-        let previous = self.active.replace(next);
-        if let Some(old) = previous {
-            // A packet that read the old generation just before the switch
-            // may still be looking it up: XDP runs to completion within
-            // microseconds, so a short grace period keeps its view whole.
-            std::thread::sleep(std::time::Duration::from_millis(5));
-            self.clear_generation(old)?;
-        }
+        self.active = Some(next);
         Ok(next)
+    }
+
+    /// Housekeeping after [`Dataplane::apply`]: once packets that read the
+    /// old generation have finished, removes its prefixes. Optional (the
+    /// next apply clears the generation it writes anyway), so callers can
+    /// report the time to enforcement separately from this.
+    pub fn clear_inactive(&mut self) -> Result<()> {
+        let Some(active) = self.active else { return Ok(()) };
+        let old = 1 - active;
+        if self.written[old as usize].v4.is_empty() && self.written[old as usize].v6.is_empty() {
+            return Ok(());
+        }
+        // A packet that read the old generation just before the switch may
+        // still be looking it up: XDP runs to completion within
+        // microseconds, so a short grace period keeps its view whole.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        self.clear_generation(old)
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
@@ -276,13 +292,16 @@ impl Dataplane {
 
     fn write_generation(&mut self, c: &CompiledGeneration) -> Result<()> {
         let g = c.generation;
-        // IPv4 arrays: straight into the mmapped generation.
-        let tbl24 = &mut self.tbl24.slice_mut()[(g * TBL24_SIZE) as usize..((g + 1) * TBL24_SIZE) as usize];
-        tbl24.copy_from_slice(&c.v4.tbl24);
-        let group_base = (g * self.capacity.v4_groups * 256) as usize;
-        let tbl8 = self.tbl8.slice_mut();
-        for (i, group) in c.v4.groups.iter().enumerate() {
-            tbl8[group_base + i * 256..group_base + (i + 1) * 256].copy_from_slice(group);
+        // IPv4 groups: straight into the mapped table (V4_TBL24 was written
+        // in place by the compiler).
+        if !c.v4.groups.is_empty() {
+            let all = (GENERATIONS * self.capacity.v4_groups * 256) as usize;
+            let mut tbl8 = Mapped::new(raw_fd(&self.ebpf, names::V4_TBL8)?, 0, all)?;
+            let tbl8 = tbl8.slice_mut();
+            let group_base = (g * self.capacity.v4_groups * 256) as usize;
+            for (i, group) in c.v4.groups.iter().enumerate() {
+                tbl8[group_base + i * 256..group_base + (i + 1) * 256].copy_from_slice(group);
+            }
         }
         // Record the keys before writing: if a write fails half way, the
         // next apply still knows what to clear from this generation.

@@ -63,8 +63,13 @@ impl Agent {
         })
         .map_err(anyhow::Error::msg)?;
         self.dataplane.reset_rule_counters(&fresh)?;
-        let generation = self.dataplane.apply_rules(&rules)?;
+        let generation = self.dataplane.apply(|g, limits, tbl24| filter_common::compile::compile_into(&rules, g, limits, tbl24))?;
+        // In force from here; removing the previous generation is
+        // housekeeping, timed on its own.
         let elapsed = started.elapsed().as_secs_f64();
+        let cleanup = Instant::now();
+        self.dataplane.clear_inactive()?;
+        let cleanup = cleanup.elapsed().as_secs_f64();
         self.metrics.reload_duration.observe(elapsed);
         self.metrics.sequence = self.state.next_sequence()?;
         self.metrics.last_reload = now.timestamp_millis() as f64 / 1000.0;
@@ -76,6 +81,7 @@ impl Agent {
             m.insert("prefix_rules".into(), json!(rules.prefixes.len()));
             m.insert("l4_slots".into(), json!(rules.l4.len()));
             m.insert("seconds".into(), json!(elapsed));
+            m.insert("cleanup_seconds".into(), json!(cleanup));
         }
         self.audit.append(actor, action, details)?;
         eprintln!(

@@ -29,11 +29,10 @@ impl Default for Limits {
     }
 }
 
-/// IPv4 in DIR-24-8 form.
+/// IPv4 in DIR-24-8 form, besides `V4_TBL24` (written in place by
+/// [`compile_into`]).
 #[derive(Clone, Debug, Default)]
 pub struct V4Layout {
-    /// `TBL24_SIZE` entries (see `TBL24_*`).
-    pub tbl24: Vec<u32>,
     /// 256 entry indexes per group.
     pub groups: Vec<[u32; 256]>,
     /// Prefixes longer than /24 outside groups.
@@ -184,28 +183,34 @@ fn covers(parent: Prefix, child: Prefix) -> bool {
 /// prefixes. Output is in address order (covering prefixes first).
 fn fold(mut own: Vec<(Prefix, Own)>, sets: &mut Sets) -> Result<Vec<(Prefix, Own)>, String> {
     own.sort_unstable_by_key(|(k, _)| *k);
-    let mut merged: Vec<(Prefix, Own)> = Vec::with_capacity(own.len());
-    for (k, o) in own {
-        match merged.last_mut() {
-            Some((lk, lo)) if *lk == k => *lo = merge_same(*lo, o, sets)?,
-            _ => merged.push((k, o)),
+    // Merge duplicates in place (a million-prefix feed must not need a
+    // second copy of itself).
+    let mut kept = 0usize;
+    for i in 0..own.len() {
+        if kept > 0 && own[kept - 1].0 == own[i].0 {
+            own[kept - 1].1 = merge_same(own[kept - 1].1, own[i].1, sets)?;
+        } else {
+            own.swap(kept, i);
+            kept += 1;
         }
     }
+    own.truncate(kept);
+    own.shrink_to_fit();
     let mut stack: Vec<usize> = Vec::new();
-    for i in 0..merged.len() {
-        let prefix = merged[i].0;
+    for i in 0..own.len() {
+        let prefix = own[i].0;
         while let Some(&top) = stack.last() {
-            if covers(merged[top].0, prefix) {
+            if covers(own[top].0, prefix) {
                 break;
             }
             stack.pop();
         }
         if let Some(&top) = stack.last() {
-            merged[i].1 = inherit(merged[top].1, merged[i].1, sets)?;
+            own[i].1 = inherit(own[top].1, own[i].1, sets)?;
         }
         stack.push(i);
     }
-    Ok(merged)
+    Ok(own)
 }
 
 /// Interned folded entries; index 0 is the empty entry.
@@ -251,21 +256,28 @@ fn wants_group(lengths: u32, count: usize) -> bool {
     lengths.count_ones() >= 2 || count >= 4
 }
 
-fn layout_v4(folded: &[(Prefix, u32)], generation: u32, limits: Limits) -> V4Layout {
-    let mut tbl24 = vec![0u32; TBL24_SIZE as usize];
+/// Lays IPv4 out: fills `tbl24` (one generation's `TBL24_SIZE` slots,
+/// overwritten entirely) and returns the groups and long prefixes.
+fn layout_v4(folded: &[(Prefix, Own)], entries: &mut Entries, generation: u32, limits: Limits, tbl24: &mut [u32]) -> Result<V4Layout, String> {
+    assert_eq!(tbl24.len(), TBL24_SIZE as usize);
+    tbl24.fill(0);
     let v4 = |bits: u128| (bits >> 96) as u32;
     // Shorter prefixes first, so more specific ones overwrite them.
-    let mut short: Vec<(u8, u32, u32)> = folded.iter().filter(|((_, len), _)| *len <= 24).map(|((b, len), idx)| (*len, v4(*b), *idx)).collect();
+    let mut short: Vec<(u8, u32, u32)> = Vec::new();
+    let mut blocks: BTreeMap<u32, Vec<(u8, u32, u32)>> = BTreeMap::new();
+    for ((b, len), own) in folded {
+        let idx = entries.id(own)?;
+        if *len <= 24 {
+            short.push((*len, v4(*b), idx));
+        } else {
+            blocks.entry(v4(*b) >> 8).or_default().push((*len, v4(*b), idx));
+        }
+    }
     short.sort_by_key(|(len, _, _)| *len);
     for (len, addr, idx) in short {
         let start = (addr >> 8) as usize;
         let count = 1usize << (24 - len);
         tbl24[start..start + count].fill(idx);
-    }
-    // Long prefixes by /24 block.
-    let mut blocks: BTreeMap<u32, Vec<(u8, u32, u32)>> = BTreeMap::new();
-    for ((b, len), idx) in folded.iter().filter(|((_, len), _)| *len > 24) {
-        blocks.entry(v4(*b) >> 8).or_default().push((*len, v4(*b), *idx));
     }
     let lengths = |list: &[(u8, u32, u32)]| list.iter().fold(0u32, |m, (len, _, _)| m | 1 << (len - 25));
     let mut dense: Vec<(u32, u32, usize)> = blocks
@@ -277,7 +289,7 @@ fn layout_v4(folded: &[(Prefix, u32)], generation: u32, limits: Limits) -> V4Lay
     dense.truncate(limits.v4_groups as usize);
     let grouped: std::collections::HashSet<u32> = dense.iter().map(|(b, _, _)| *b).collect();
 
-    let mut layout = V4Layout { tbl24: Vec::new(), groups: Vec::new(), long: Vec::new() };
+    let mut layout = V4Layout { groups: Vec::new(), long: Vec::new() };
     for (block, mut list) in blocks {
         let base = tbl24[block as usize];
         if grouped.contains(&block) {
@@ -299,15 +311,24 @@ fn layout_v4(folded: &[(Prefix, u32)], generation: u32, limits: Limits) -> V4Lay
             }
         }
     }
-    layout.tbl24 = tbl24;
-    layout
+    Ok(layout)
 }
 
 pub fn compile(rules: &RuleSet, generation: u32) -> Result<CompiledGeneration, String> {
-    compile_with(rules, generation, Limits::default())
+    compile_with(rules, generation, Limits::default()).map(|(c, _)| c)
 }
 
-pub fn compile_with(rules: &RuleSet, generation: u32, limits: Limits) -> Result<CompiledGeneration, String> {
+/// Compiles into a fresh `V4_TBL24` generation (returned beside the rest).
+pub fn compile_with(rules: &RuleSet, generation: u32, limits: Limits) -> Result<(CompiledGeneration, Vec<u32>), String> {
+    let mut tbl24 = vec![0u32; TBL24_SIZE as usize];
+    let c = compile_into(rules, generation, limits, &mut tbl24)?;
+    Ok((c, tbl24))
+}
+
+/// Compiles, writing `V4_TBL24` for `generation` straight into `tbl24`
+/// (the agent passes the inactive generation of the mapped map, so the
+/// 64 MiB table is never copied).
+pub fn compile_into(rules: &RuleSet, generation: u32, limits: Limits, tbl24: &mut [u32]) -> Result<CompiledGeneration, String> {
     assert!(generation < GENERATIONS);
     if rules.l4.len() > MAX_L4_RULES as usize {
         return Err(format!("{} L4 rule slots; the data plane holds {MAX_L4_RULES}", rules.l4.len()));
@@ -366,23 +387,25 @@ pub fn compile_with(rules: &RuleSet, generation: u32, limits: Limits) -> Result<
     }
 
     let [own_v4, own_v6] = own;
-    let folded_v4 = fold(own_v4, &mut sets)?;
-    let folded_v6 = fold(own_v6, &mut sets)?;
     let mut entries = Entries { list: vec![PrefixEntry::default()], index: HashMap::new() };
-    let v4_ids: Vec<(Prefix, u32)> = folded_v4.iter().map(|(k, o)| Ok((*k, entries.id(o)?))).collect::<Result<_, String>>()?;
+    let folded_v4 = fold(own_v4, &mut sets)?;
+    let prefixes_v4 = folded_v4.len();
+    let v4 = layout_v4(&folded_v4, &mut entries, generation, limits, tbl24)?;
+    drop(folded_v4);
+    let folded_v6 = fold(own_v6, &mut sets)?;
     let mut v6 = Vec::with_capacity(folded_v6.len());
     for ((bits, len), o) in &folded_v6 {
         v6.push((GENERATION_BITS + *len as u32, V6Key { generation, addr: bits.to_be_bytes() }, entries.id(o)?));
     }
     Ok(CompiledGeneration {
         generation,
-        v4: layout_v4(&v4_ids, generation, limits),
+        v4,
         v6,
         entries: entries.list,
         l4_rules,
         l4_sets: sets.sets,
         meta,
-        prefixes_v4: folded_v4.len(),
+        prefixes_v4,
         prefixes_v6: folded_v6.len(),
     })
 }

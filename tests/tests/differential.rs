@@ -100,9 +100,9 @@ fn xdp_program_matches_reference_classifier() {
     for set in 0..RULE_SETS {
         let rules = rulegen::ruleset(&mut rng);
         let generation = dp.apply_rules(&rules).expect("apply rule set");
-        let layout = compile_with(&rules, 0, Limits { v4_groups: 1 }).unwrap().v4;
-        groups += layout.groups.len();
-        probed_blocks += layout.tbl24.iter().filter(|&&e| e & TBL24_GROUP == 0 && e >> TBL24_LONG_SHIFT != 0).count();
+        let (compiled, tbl24) = compile_with(&rules, 0, Limits { v4_groups: 1 }).unwrap();
+        groups += compiled.v4.groups.len();
+        probed_blocks += tbl24.iter().filter(|&&e| e & TBL24_GROUP == 0 && e >> TBL24_LONG_SHIFT != 0).count();
         dp.reset_counters().unwrap();
         let reference = Reference::new(&rules);
         let mut gen = PacketGen::new(SmallRng::seed_from_u64(seed ^ (set as u64 + 1)), AddrPool::default());
