@@ -522,7 +522,10 @@ fn applied(r: &Value, trigger: &str, changed_v4: usize, wall_s: f64, user: f64, 
         action: agent::action(r).to_string(),
         trigger: d["trigger"].as_str().unwrap_or(trigger).to_string(),
         changed_v4,
-        seconds: d["seconds"].as_f64().unwrap_or(f64::NAN),
+        // The agent reports the time until the new set is enforced
+        // (`seconds`) and the removal of the previous generation after it
+        // (`cleanup_seconds`); the figure here is the whole of both.
+        seconds: d["seconds"].as_f64().unwrap_or(f64::NAN) + d["cleanup_seconds"].as_f64().unwrap_or(0.0),
         prefix_rules: d["prefix_rules"].as_u64().unwrap_or(0),
         generation: d["generation"].as_u64().unwrap_or(0),
         sequence: d["sequence"].as_u64().unwrap_or(0),
