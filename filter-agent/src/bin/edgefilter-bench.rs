@@ -713,6 +713,27 @@ fn floor_line(r: &Report) -> Option<String> {
     ))
 }
 
+/// Other benchmarks own sections of the same file between
+/// `<!-- NAME:start -->` and `<!-- NAME:end -->`; they are carried over.
+fn with_kept_sections(path: &std::path::Path, mut fresh: String) -> String {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let mut rest = old.as_str();
+    while let Some(start) = rest.find("<!-- ") {
+        let Some(name_end) = rest[start..].find(":start -->") else { break };
+        let name = &rest[start + 5..start + name_end];
+        let end_marker = format!("<!-- {name}:end -->");
+        let Some(end) = rest[start..].find(&end_marker) else { break };
+        let section = &rest[start..start + end + end_marker.len()];
+        if !fresh.contains(section) {
+            fresh.push('\n');
+            fresh.push_str(section);
+            fresh.push('\n');
+        }
+        rest = &rest[start + end + end_marker.len()..];
+    }
+    fresh
+}
+
 fn markdown(r: &Report) -> String {
     let mut md = String::new();
     let m = &r.machine;
@@ -937,7 +958,7 @@ fn run(args: &Args) -> Result<bool> {
     write_file(&args.out, &(serde_json::to_string_pretty(&report)? + "\n"))?;
     eprintln!("wrote {}", args.out.display());
     if let Some(md) = &args.markdown {
-        write_file(md, &markdown(&report))?;
+        write_file(md, &with_kept_sections(md, markdown(&report)))?;
         eprintln!("wrote {}", md.display());
     }
     eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
