@@ -17,7 +17,7 @@
 use std::fmt::Write as _;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -29,6 +29,10 @@ use filter_agent::dataplane::{Capacity, Dataplane};
 use filter_common::maps::{names, DEFAULT_PREFIX_V4_CAPACITY, DEFAULT_PREFIX_V6_CAPACITY, DEFAULT_V4_GROUPS};
 use filter_common::reference::Reference;
 
+use bench_common::{machine, thousands, Machine};
+
+#[path = "bench_common/mod.rs"]
+mod bench_common;
 #[path = "edgefilter-bench/gen.rs"]
 mod gen;
 #[path = "edgefilter-bench/sys.rs"]
@@ -189,14 +193,6 @@ struct Target {
 }
 
 #[derive(Serialize)]
-struct Machine {
-    nproc: usize,
-    kernel: String,
-    cpu_model: String,
-    commit: String,
-}
-
-#[derive(Serialize)]
 struct Report {
     tool: &'static str,
     date_utc: String,
@@ -236,29 +232,13 @@ program) is what runs on the wire, and is test-run via BPF_PROG_GET_FD_BY_ID. It
 in hash maps (xdp-filter has no prefixes), matching the dropped frames.";
 
 fn median_u32(v: &[u32]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_unstable();
-    let n = s.len();
-    if n == 0 {
-        0.0
-    } else if !n.is_multiple_of(2) {
-        f64::from(s[n / 2])
-    } else {
-        (f64::from(s[n / 2 - 1]) + f64::from(s[n / 2])) / 2.0
-    }
+    let as_f64: Vec<f64> = v.iter().copied().map(f64::from).collect();
+    median_f64(&as_f64)
 }
 
+/// 0 for no values (a figure that was not measured), else the median.
 fn median_f64(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n == 0 {
-        0.0
-    } else if !n.is_multiple_of(2) {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
+    if v.is_empty() { 0.0 } else { bench_common::median(v) }
 }
 
 impl Stats {
@@ -491,34 +471,6 @@ fn run_scenario(
         edgefilter_prog_id: prog_id,
         packets,
     })
-}
-
-fn machine() -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu_model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into());
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let git = |args: &[&str]| Command::new("git").args(args).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(c) => c,
-        None => "unknown".into(),
-    };
-    Machine { nproc, kernel, cpu_model, commit }
-}
-
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn bytes_human(b: i64) -> String {

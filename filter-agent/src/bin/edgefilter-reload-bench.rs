@@ -23,7 +23,10 @@ use clap::Parser;
 use rand::{rngs::SmallRng, SeedableRng};
 use serde::Serialize;
 use serde_json::Value;
+use bench_common::{machine, median, thousands, Machine};
 
+#[path = "bench_common/mod.rs"]
+mod bench_common;
 #[path = "edgefilter-reload-bench/agent.rs"]
 mod agent;
 #[path = "edgefilter-reload-bench/env.rs"]
@@ -76,15 +79,6 @@ struct Args {
     /// Seconds to wait for a load or reload to show up in the audit log.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
-}
-
-#[derive(Serialize)]
-struct Machine {
-    cpu_model: String,
-    nproc: usize,
-    kernel: String,
-    mem_total_mib: f64,
-    commit: String,
 }
 
 #[derive(Serialize)]
@@ -574,50 +568,6 @@ fn self_cpu() -> (f64, f64) {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (secs(ru.ru_utime), secs(ru.ru_stime))
-}
-
-fn machine() -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu_model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into());
-    let mem_total_mib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())))
-        .map_or(0.0, kib_mib);
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(root())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    Machine { cpu_model, nproc: std::thread::available_parallelism().map_or(0, |n| n.get()), kernel, mem_total_mib, commit }
-}
-
-fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let m = s.len() / 2;
-    if s.len() % 2 == 1 { s[m] } else { (s[m - 1] + s[m]) / 2.0 }
-}
-
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn mib(bytes: u64) -> f64 {
