@@ -40,6 +40,7 @@ pub struct OrderState {
     pub category: &'static str,
     pub state: &'static str,
     pub expires: String,
+    pub expires_unix: i64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -110,6 +111,7 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
             category: o.category.name(),
             state: if o.is_active(now) { "in-force" } else if now < o.effective { "pending" } else { "expired" },
             expires: o.expires.to_rfc3339(),
+            expires_unix: o.expires.timestamp(),
         })
         .collect();
     let mut by_kind: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
@@ -219,13 +221,14 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     let entries = gauge("edgefilter_map_entries", "Entries in use in the active generation.", &["map"])?;
     let capacity = gauge("edgefilter_map_capacity", "Configured entries per generation.", &["map"])?;
     let build = gauge("edgefilter_build_info", "Agent build information.", &["version"])?;
+    let expiry = gauge("edgefilter_order_expiry_timestamp_seconds", "When each order in force expires (feeds: far future).", &["order", "category"])?;
     let generation = IntGauge::new("edgefilter_ruleset_generation", "Sequence number of the rule set in force (increments at every apply).")?;
     let last = Gauge::new("edgefilter_ruleset_last_reload_timestamp_seconds", "When the rule set in force was applied.")?;
     let last_ok = IntGauge::new("edgefilter_ruleset_last_reload_success", "1 if the last reload attempt was applied, 0 if rejected.")?;
     for c in [&packets, &bytes, &rule_packets, &rule_bytes] {
         registry.register(Box::new(c.clone()))?;
     }
-    for g in [&rules, &orders, &entries, &capacity, &build] {
+    for g in [&rules, &orders, &entries, &capacity, &build, &expiry] {
         registry.register(Box::new(g.clone()))?;
     }
     registry.register(Box::new(generation.clone()))?;
@@ -252,6 +255,9 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
         capacity.with_label_values(&[u.map]).set(u.capacity as i64);
     }
     build.with_label_values(&[s.version]).set(1);
+    for o in s.orders.iter().filter(|o| o.state == "in-force") {
+        expiry.with_label_values(&[o.order.as_str(), o.category]).set(o.expires_unix);
+    }
     generation.set(s.ruleset_sequence as i64);
     last.set(s.last_reload);
     last_ok.set(i64::from(s.last_error.is_none()));
