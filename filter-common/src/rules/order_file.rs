@@ -142,8 +142,8 @@ pub fn parse_order(file: &Path, text: &str) -> Result<Order, RuleErrors> {
     let mut cx = Ctx { file, text, errors: Vec::new() };
 
     let id = raw.id.get_ref().trim().to_string();
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-/".contains(c)) {
-        cx.err(&raw.id, "order id must be non-empty and use only letters, digits and . _ : - /");
+    if let Err(msg) = check_order_id(&id) {
+        cx.err(&raw.id, msg);
     }
     for (field, value) in [("authority", &raw.authority), ("reference", &raw.reference)] {
         if value.get_ref().trim().is_empty() {
@@ -181,16 +181,55 @@ pub fn parse_order(file: &Path, text: &str) -> Result<Order, RuleErrors> {
     })
 }
 
+/// An order id (already trimmed): non-empty, letters, digits and `. _ : - /`.
+pub fn check_order_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-/".contains(c)) {
+        return Err("order id must be non-empty and use only letters, digits and . _ : - /".into());
+    }
+    Ok(())
+}
+
+/// An RFC 3339 timestamp with an offset; `field` names it in the error.
+pub fn parse_timestamp(field: &str, text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("{field} = {text}: need a full timestamp with a UTC offset, e.g. 2026-11-20T10:00:00Z"))
+}
+
+/// A `prefixes` entry's `direction`: `both`, `src`/`source`, `dst`/`destination`.
+pub fn parse_direction(text: &str) -> Result<Direction, String> {
+    match text {
+        "both" => Ok(Direction::Both),
+        "src" | "source" => Ok(Direction::Src),
+        "dst" | "destination" => Ok(Direction::Dst),
+        other => Err(format!("direction `{other}`: expected `both`, `src` or `dst`")),
+    }
+}
+
+/// An IP protocol given by name (case-insensitive).
+pub fn protocol_number(name: &str) -> Result<u8, String> {
+    match name.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(6),
+        "udp" => Ok(17),
+        "icmp" => Ok(1),
+        "icmpv6" | "ipv6-icmp" => Ok(58),
+        "gre" => Ok(47),
+        "esp" => Ok(50),
+        "ah" => Ok(51),
+        "sctp" => Ok(132),
+        other => Err(format!("protocol `{other}`: use tcp, udp, icmp, icmpv6, gre, esp, ah, sctp or a number 0-255")),
+    }
+}
+
 fn timestamp(
     cx: &mut Ctx<'_>,
     field: &str,
     value: &Spanned<toml::value::Datetime>,
 ) -> Option<DateTime<Utc>> {
-    let text = value.get_ref().to_string();
-    match DateTime::parse_from_rfc3339(&text) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(_) => {
-            cx.err(value, format!("{field} = {text}: need a full timestamp with a UTC offset, e.g. 2026-11-20T10:00:00Z"));
+    match parse_timestamp(field, &value.get_ref().to_string()) {
+        Ok(t) => Some(t),
+        Err(msg) => {
+            cx.err(value, msg);
             None
         }
     }
@@ -229,15 +268,10 @@ fn entry(cx: &mut Ctx<'_>, raw: &Spanned<RawEntry>) -> Option<Entry> {
             let nets = list.iter().filter_map(|p| net(cx, p)).collect();
             let direction = match &e.direction {
                 None => Direction::Both,
-                Some(d) => match d.get_ref().as_str() {
-                    "both" => Direction::Both,
-                    "src" | "source" => Direction::Src,
-                    "dst" | "destination" => Direction::Dst,
-                    other => {
-                        cx.err(d, format!("direction `{other}`: expected `both`, `src` or `dst`"));
-                        Direction::Both
-                    }
-                },
+                Some(d) => parse_direction(d.get_ref()).unwrap_or_else(|msg| {
+                    cx.err(d, msg);
+                    Direction::Both
+                }),
             };
             EntryKind::Prefixes { nets, direction }
         }
@@ -253,20 +287,10 @@ fn entry(cx: &mut Ctx<'_>, raw: &Spanned<RawEntry>) -> Option<Entry> {
 
 fn l4_entry(cx: &mut Ctx<'_>, e: &RawEntry, proto: &Spanned<toml::Value>) -> L4Entry {
     let protocol = match proto.get_ref() {
-        toml::Value::String(s) => match s.to_ascii_lowercase().as_str() {
-            "tcp" => 6,
-            "udp" => 17,
-            "icmp" => 1,
-            "icmpv6" | "ipv6-icmp" => 58,
-            "gre" => 47,
-            "esp" => 50,
-            "ah" => 51,
-            "sctp" => 132,
-            other => {
-                cx.err(proto, format!("protocol `{other}`: use tcp, udp, icmp, icmpv6, gre, esp, ah, sctp or a number 0-255"));
-                0
-            }
-        },
+        toml::Value::String(s) => protocol_number(s).unwrap_or_else(|msg| {
+            cx.err(proto, msg);
+            0
+        }),
         toml::Value::Integer(n) if (0..=255).contains(n) => *n as u8,
         other => {
             cx.err(proto, format!("protocol {other}: use a name or a number 0-255"));
