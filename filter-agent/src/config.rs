@@ -38,6 +38,82 @@ struct Raw {
     bpffs: PathBuf,
     #[serde(default)]
     capacity: RawCapacity,
+    #[serde(default)]
+    api: Option<RawApi>,
+    #[serde(default)]
+    authority: Vec<RawAuthority>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: SocketAddr,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default = "default_max_entries")]
+    max_entries: usize,
+    #[serde(default)]
+    client: Vec<RawClient>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: String,
+    role: String,
+    token_sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthority {
+    name: String,
+    public_key: String,
+}
+
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_max_entries() -> usize {
+    10_000
+}
+
+/// What an API client may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Push and revoke orders of this authority only (signed).
+    Authority(String),
+    /// Push `operator` and `attack` orders, read everything.
+    Operator,
+    /// Read only.
+    Reader,
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 of the bearer token, lowercase hex: tokens are never stored.
+    pub token_sha256: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Api {
+    pub listen: SocketAddr,
+    /// (certificate chain, private key) in PEM; without them the API is
+    /// plain HTTP and must listen on loopback.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub max_body_bytes: usize,
+    pub max_entries: usize,
+    pub clients: Vec<Client>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Authority {
+    pub name: String,
+    pub public_key: ed25519_dalek::VerifyingKey,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +209,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub bpffs: PathBuf,
     pub capacity: Capacity,
+    pub api: Option<Api>,
+    pub authorities: Vec<Authority>,
 }
 
 impl Config {
@@ -220,6 +298,57 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
             errors.push(format!("{name}: must be at least 1"));
         }
     }
+    let mut authorities = Vec::new();
+    for (i, a) in raw.authority.iter().enumerate() {
+        match crate::orders::wire::parse_public_key(&a.public_key) {
+            Ok(key) => authorities.push(Authority { name: a.name.clone(), public_key: key }),
+            Err(e) => errors.push(format!("authority[{i}].public_key: {e}")),
+        }
+        if raw.authority[..i].iter().any(|o| o.name == a.name) {
+            errors.push(format!("authority[{i}].name: `{}` declared twice", a.name));
+        }
+    }
+    let api = raw.api.as_ref().map(|api| {
+        let tls = match (&api.tls_cert, &api.tls_key) {
+            (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
+            (None, None) => {
+                if !api.listen.ip().is_loopback() {
+                    errors.push("api.listen: plain HTTP is allowed on loopback only; set api.tls_cert and api.tls_key".into());
+                }
+                None
+            }
+            _ => {
+                errors.push("api.tls_cert and api.tls_key go together".into());
+                None
+            }
+        };
+        let mut clients = Vec::new();
+        for (i, c) in api.client.iter().enumerate() {
+            let role = match c.role.as_str() {
+                "operator" => Some(Role::Operator),
+                "reader" => Some(Role::Reader),
+                r => match r.strip_prefix("authority:") {
+                    Some(name) if authorities.iter().any(|a| a.name == name) => Some(Role::Authority(name.to_string())),
+                    Some(name) => {
+                        errors.push(format!("api.client[{i}].role: no [[authority]] named `{name}` (its public key verifies its orders)"));
+                        None
+                    }
+                    None => {
+                        errors.push(format!("api.client[{i}].role: `{r}`: use authority:<name>, operator or reader"));
+                        None
+                    }
+                },
+            };
+            let hash = c.token_sha256.to_ascii_lowercase();
+            if hash.len() != 64 || !hash.chars().all(|ch| ch.is_ascii_hexdigit()) {
+                errors.push(format!("api.client[{i}].token_sha256: 64 hex digits (sha256 of the token; `filter-agent api token` makes one)"));
+            }
+            if let Some(role) = role {
+                clients.push(Client { name: c.name.clone(), role, token_sha256: hash });
+            }
+        }
+        Api { listen: api.listen, tls, max_body_bytes: api.max_body_bytes, max_entries: api.max_entries, clients }
+    });
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
@@ -233,5 +362,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         state_dir: base.join(raw.state_dir),
         bpffs: raw.bpffs,
         capacity: Capacity { prefixes_v4: c.prefixes_v4, prefixes_v6: c.prefixes_v6, v4_groups: c.v4_groups },
+        api,
+        authorities,
     })
 }

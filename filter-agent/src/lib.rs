@@ -5,6 +5,8 @@ mod batch;
 pub mod classify_cmd;
 pub mod config;
 pub mod dataplane;
+pub mod order_cli;
+pub mod orders;
 pub mod report;
 pub mod ruleload;
 pub mod run;

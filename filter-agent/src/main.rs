@@ -52,6 +52,23 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Push, revoke, list and show orders through the agent's API; sign
+    /// orders and make authority keys.
+    Order {
+        #[command(subcommand)]
+        command: filter_agent::order_cli::OrderCommand,
+    },
+    /// API credentials.
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiCommand {
+    /// Make a random bearer token and the SHA-256 to configure for it.
+    Token,
 }
 
 #[derive(Subcommand)]
@@ -175,6 +192,8 @@ fn run_config(a: RunArgs) -> Result<Config> {
         state_dir: a.state_dir,
         bpffs: a.bpffs,
         capacity: Capacity { prefixes_v4: a.capacity_v4, prefixes_v6: a.capacity_v6, v4_groups: a.v4_groups },
+        api: None,
+        authorities: Vec::new(),
     })
 }
 
@@ -197,6 +216,8 @@ fn main() -> ExitCode {
         Command::Detach(a) => detach(a),
         Command::Audit { command: AuditCommand::Verify { log, config } } => verify(log, config),
         Command::Audit { command: AuditCommand::Recover { log, config } } => recover(log, config),
+        Command::Order { command } => filter_agent::order_cli::run(command),
+        Command::Api { command: ApiCommand::Token } => filter_agent::order_cli::token(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -236,6 +236,7 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     registry.register(Box::new(last_ok.clone()))?;
     registry.register(Box::new(m.reload_duration.clone()))?;
     registry.register(Box::new(m.reload_errors.clone()))?;
+    registry.register(Box::new(m.order_enforcement.clone()))?;
     for r in &s.reasons {
         packets.with_label_values(&[r.interface.as_str(), r.action, r.reason]).inc_by(r.packets);
         bytes.with_label_values(&[r.interface.as_str(), r.action, r.reason]).inc_by(r.bytes);

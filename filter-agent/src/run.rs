@@ -27,6 +27,8 @@ const AGENT: &str = "agent";
 /// In-process metrics that do not live in kernel maps.
 pub struct Metrics {
     pub reload_duration: prometheus::Histogram,
+    /// From an order push received to its entries live in the maps.
+    pub order_enforcement: prometheus::Histogram,
     pub reload_errors: prometheus::IntCounter,
     pub last_reload: f64,
     pub sequence: u64,
@@ -35,8 +37,14 @@ pub struct Metrics {
 pub struct Agent {
     pub config: Config,
     pub dataplane: Dataplane,
-    /// Every loaded order (in force or not), for expiry and status.
+    /// Every order from files and feeds (in force or not).
+    pub file_orders: Vec<Order>,
+    /// Orders pushed through the API and not revoked, from the journal.
+    pub api_orders: Vec<Order>,
+    /// `file_orders` + `api_orders`: what the rule set is built from.
     pub orders: Vec<Order>,
+    /// The journal of pushed orders (when the API is configured).
+    pub store: Option<crate::orders::store::OrderStore>,
     pub rules: RuleSet,
     in_force: BTreeSet<String>,
     fingerprint: Vec<(std::path::PathBuf, u64, Option<SystemTime>)>,
@@ -54,8 +62,10 @@ impl Agent {
     /// Compiles `orders` as of now and makes them the rule set in force.
     /// `started` is when reading the sources began: the reported duration
     /// covers validation, compilation and the map writes.
-    fn apply(&mut self, orders: Vec<Order>, action: &str, actor: &str, mut details: serde_json::Value, started: Instant) -> Result<()> {
+    fn apply(&mut self, file_orders: Vec<Order>, action: &str, actor: &str, mut details: serde_json::Value, started: Instant) -> Result<()> {
         let now = Utc::now();
+        let mut orders = file_orders.clone();
+        orders.extend(self.api_orders.iter().cloned());
         let fresh = self.state.assign_rule_ids(&orders)?;
         let state = &self.state;
         let rules = RuleSet::build_with(self.config.settings.clone(), &orders, now, |o, i| {
@@ -93,6 +103,7 @@ impl Agent {
             elapsed
         );
         self.in_force = forced;
+        self.file_orders = file_orders;
         self.orders = orders;
         self.rules = rules;
         self.last_error = None;
@@ -119,6 +130,95 @@ impl Agent {
         }
     }
 
+    /// Appends an audit record (errors are logged, not fatal: the change
+    /// itself was already made or refused).
+    pub fn audit_event(&mut self, actor: &str, action: &str, details: serde_json::Value) -> Result<()> {
+        self.audit.append(actor, action, details).map(|_| ())
+    }
+
+    /// The journal's live orders, as rules. Each was valid when received.
+    fn rebuild_api_orders(&mut self) -> Result<()> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let limits = crate::orders::wire::Limits { max_entries: usize::MAX };
+        let mut orders = Vec::new();
+        for s in store.orders().filter(|s| s.revoked.is_none()) {
+            let order = crate::orders::wire::parse_order(&s.signed.order, &limits, s.received)
+                .map_err(|e| anyhow::anyhow!("journaled order {} no longer parses: {e:?}", s.id))?;
+            orders.push(order);
+        }
+        self.api_orders = orders;
+        Ok(())
+    }
+
+    /// Journals (fsync) then enforces a pushed order. If it cannot be
+    /// applied, it is revoked in the journal with the reason, so a restart
+    /// does not resurrect it.
+    pub fn push_order(&mut self, id: &str, signed: &crate::orders::wire::SignedOrder, actor: &str, received: chrono::DateTime<Utc>) -> Result<crate::orders::store::PushOutcome> {
+        use crate::orders::store::PushOutcome;
+        let store = self.store.as_mut().context("the order API is not configured")?;
+        let outcome = store.push(id, signed, actor, received)?;
+        if outcome != PushOutcome::Created {
+            self.audit_event(actor, "push-unchanged", json!({ "order": id, "outcome": format!("{outcome:?}") }))?;
+            return Ok(outcome);
+        }
+        self.rebuild_api_orders()?;
+        let files = self.file_orders.clone();
+        if let Err(e) = self.apply(files, "push", actor, json!({ "order": id }), Instant::now()) {
+            let reason = format!("could not be applied: {e:#}");
+            if let Some(store) = self.store.as_mut() {
+                store.revoke(id, AGENT, &reason)?;
+            }
+            self.rebuild_api_orders()?;
+            self.audit_event(AGENT, "push-failed", json!({ "order": id, "error": reason }))?;
+            return Err(e);
+        }
+        Ok(outcome)
+    }
+
+    /// Journals (fsync) then lifts a pushed order.
+    pub fn revoke_order(&mut self, id: &str, actor: &str, reason: &str) -> Result<crate::orders::store::RevokeOutcome> {
+        use crate::orders::store::RevokeOutcome;
+        let store = self.store.as_mut().context("the order API is not configured")?;
+        let outcome = store.revoke(id, actor, reason)?;
+        if outcome == RevokeOutcome::Revoked {
+            self.rebuild_api_orders()?;
+            let files = self.file_orders.clone();
+            self.apply(files, "revoke", actor, json!({ "order": id, "reason": reason }), Instant::now())?;
+        }
+        Ok(outcome)
+    }
+
+    /// Orders as the API shows them (all, or one by id).
+    pub fn order_views(&self, only: Option<&str>) -> Vec<serde_json::Value> {
+        let now = Utc::now();
+        let counts: std::collections::BTreeMap<String, (u64, u64)> = crate::report::snapshot(self)
+            .map(|s| s.orders_hits.into_iter().map(|o| (o.order, (o.packets, o.bytes))).collect())
+            .unwrap_or_default();
+        let state = |o: &Order| if o.is_active(now) { "in-force" } else if now < o.effective { "pending" } else { "expired" };
+        let mut out = Vec::new();
+        for o in self.file_orders.iter().filter(|o| only.is_none_or(|id| id == o.id)) {
+            let (packets, bytes) = counts.get(&o.id).copied().unwrap_or_default();
+            out.push(json!({ "id": o.id, "source": o.file, "authority": o.authority, "category": o.category.name(),
+                "state": state(o), "effective": o.effective, "expires": o.expires, "entries": o.entries.len(), "packets": packets, "bytes": bytes }));
+        }
+        if let Some(store) = &self.store {
+            for s in store.orders().filter(|s| only.is_none_or(|id| id == s.id)) {
+                let live = self.api_orders.iter().find(|o| o.id == s.id);
+                let (packets, bytes) = counts.get(&s.id).copied().unwrap_or_default();
+                let st = match (&s.revoked, live) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(o)) => state(o),
+                    (None, None) => "invalid",
+                };
+                out.push(json!({ "id": s.id, "source": "api", "client": s.client, "received": s.received, "authority": s.signed.order["authority"],
+                    "category": s.signed.order["category"], "state": st, "effective": s.signed.order["effective"], "expires": s.signed.order["expires"],
+                    "entries": s.signed.order["entries"].as_array().map_or(0, |e| e.len()), "packets": packets, "bytes": bytes,
+                    "revoked": s.revoked, "order": if only.is_some() { s.signed.order.clone() } else { serde_json::Value::Null } }));
+            }
+        }
+        out
+    }
+
     /// Once a second: rule files changed, or an order became effective or
     /// expired.
     pub fn tick(&mut self) {
@@ -132,7 +232,7 @@ impl Agent {
             let activated: Vec<&String> = forced.difference(&self.in_force).collect();
             let action = if activated.is_empty() { "expire" } else if expired.is_empty() { "activate" } else { "expire-activate" };
             let details = json!({ "expired": expired, "activated": activated });
-            let orders = self.orders.clone();
+            let orders = self.file_orders.clone();
             if let Err(e) = self.apply(orders, action, AGENT, details, Instant::now()) {
                 self.metrics.reload_errors.inc();
                 eprintln!("error: applying order validity changes: {e:#}");
@@ -173,13 +273,20 @@ pub fn run(config: Config) -> Result<()> {
                 .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0]),
         )?,
         reload_errors: prometheus::IntCounter::new("edgefilter_reload_errors_total", "Rule sets rejected (the previous one stayed in force).")?,
+        order_enforcement: prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new("edgefilter_order_enforcement_seconds", "From an order push received to its entries live in the kernel maps.")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )?,
         last_reload: 0.0,
         sequence: state.sequence,
     };
     let mut agent = Agent {
         config: config.clone(),
         dataplane: dp,
+        file_orders: Vec::new(),
+        api_orders: Vec::new(),
         orders: Vec::new(),
+        store: None,
         rules: RuleSet::default(),
         in_force: BTreeSet::new(),
         fingerprint,
@@ -188,6 +295,15 @@ pub fn run(config: Config) -> Result<()> {
         metrics,
         last_error: None,
     };
+    if config.api.is_some() {
+        let (store, torn) = crate::orders::store::OrderStore::open(&config.state_dir.join("orders.journal"))?;
+        if let Some(bytes) = torn {
+            eprintln!("order journal: cut off a torn last record ({bytes} bytes): it was never acknowledged");
+            agent.audit.append(AGENT, "journal-torn-tail", json!({ "bytes": bytes }))?;
+        }
+        agent.store = Some(store);
+        agent.rebuild_api_orders()?;
+    }
     let action = if adopted { "adopt" } else { "load" };
     agent.apply(orders, action, &actor, json!({ "pins": pin_dir }), started)?;
     for (iface, slot) in config.interfaces.iter().zip(slots) {
@@ -212,6 +328,26 @@ pub fn run(config: Config) -> Result<()> {
             .with_context(|| format!("binding the metrics address {metrics_addr}"))?;
         eprintln!("metrics on http://{metrics_addr}/metrics, status on http://{metrics_addr}/status");
         tokio::spawn(maintain(shared.clone()));
+        if let Some(api) = config.api.clone() {
+            let state = std::sync::Arc::new(crate::orders::api::ApiState { agent: shared.clone(), api: api.clone(), authorities: config.authorities.clone() });
+            let app = crate::orders::api::router(state);
+            match &api.tls {
+                Some((cert, key)) => {
+                    // ring: no C toolchain beyond gcc needed (aws-lc wants cmake).
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                        .await
+                        .with_context(|| format!("loading the API certificate {} and key {}", cert.display(), key.display()))?;
+                    eprintln!("order API on https://{}", api.listen);
+                    tokio::spawn(axum_server::bind_rustls(api.listen, tls).serve(app.into_make_service()));
+                }
+                None => {
+                    let listener = tokio::net::TcpListener::bind(api.listen).await.with_context(|| format!("binding the API address {}", api.listen))?;
+                    eprintln!("order API on http://{} (loopback only, no TLS)", api.listen);
+                    tokio::spawn(async move { axum::serve(listener, app).await });
+                }
+            }
+        }
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         let mut agent = shared.lock().expect("agent lock");
         let pins = agent.config.pin_dir();

@@ -1,1 +1,3 @@
 pub mod wire;
+pub mod store;
+pub mod api;
