@@ -45,6 +45,8 @@ pub struct Agent {
     pub orders: Vec<Order>,
     /// The journal of pushed orders (when the API is configured).
     pub store: Option<crate::orders::store::OrderStore>,
+    /// Pushes journaled but not applied yet: (order id, client).
+    pub pushed: Vec<(String, String)>,
     pub rules: RuleSet,
     in_force: BTreeSet<String>,
     fingerprint: Vec<(std::path::PathBuf, u64, Option<SystemTime>)>,
@@ -150,29 +152,50 @@ impl Agent {
         Ok(())
     }
 
-    /// Journals (fsync) then enforces a pushed order. If it cannot be
-    /// applied, it is revoked in the journal with the reason, so a restart
-    /// does not resurrect it.
-    pub fn push_order(&mut self, id: &str, signed: &crate::orders::wire::SignedOrder, actor: &str, received: chrono::DateTime<Utc>) -> Result<crate::orders::store::PushOutcome> {
+    /// Journals (fsync) a pushed order; returns the outcome and the journal
+    /// position to wait for. Enforcement happens in [`Agent::apply_pushed`],
+    /// which takes every order journaled since the last apply at once
+    /// (group commit), so a burst of pushes costs one rule-set apply.
+    pub fn push_order(&mut self, id: &str, signed: &crate::orders::wire::SignedOrder, actor: &str, received: chrono::DateTime<Utc>) -> Result<(crate::orders::store::PushOutcome, u64)> {
         use crate::orders::store::PushOutcome;
         let store = self.store.as_mut().context("the order API is not configured")?;
         let outcome = store.push(id, signed, actor, received)?;
-        if outcome != PushOutcome::Created {
+        let seq = store.seq();
+        if outcome == PushOutcome::Created {
+            self.pushed.push((id.to_string(), actor.to_string()));
+        } else {
             self.audit_event(actor, "push-unchanged", json!({ "order": id, "outcome": format!("{outcome:?}") }))?;
-            return Ok(outcome);
+        }
+        Ok((outcome, seq))
+    }
+
+    /// Enforces every journaled but not yet applied push; returns the
+    /// journal position now enforced. If the rule set cannot be applied, the
+    /// orders of this batch are revoked in the journal with the reason (so a
+    /// restart does not resurrect them) and the error is returned.
+    pub fn apply_pushed(&mut self) -> Result<u64> {
+        let batch = std::mem::take(&mut self.pushed);
+        let seq = self.store.as_ref().map_or(0, |s| s.seq());
+        if batch.is_empty() {
+            return Ok(seq);
         }
         self.rebuild_api_orders()?;
+        let ids: Vec<&String> = batch.iter().map(|(id, _)| id).collect();
+        let clients: std::collections::BTreeSet<&String> = batch.iter().map(|(_, c)| c).collect();
+        let actor = clients.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",");
         let files = self.file_orders.clone();
-        if let Err(e) = self.apply(files, "push", actor, json!({ "order": id }), Instant::now()) {
+        if let Err(e) = self.apply(files, "push", &actor, json!({ "orders": ids }), Instant::now()) {
             let reason = format!("could not be applied: {e:#}");
-            if let Some(store) = self.store.as_mut() {
-                store.revoke(id, AGENT, &reason)?;
+            for (id, _) in &batch {
+                if let Some(store) = self.store.as_mut() {
+                    store.revoke(id, AGENT, &reason)?;
+                }
             }
             self.rebuild_api_orders()?;
-            self.audit_event(AGENT, "push-failed", json!({ "order": id, "error": reason }))?;
+            self.audit_event(AGENT, "push-failed", json!({ "orders": ids, "error": reason }))?;
             return Err(e);
         }
-        Ok(outcome)
+        Ok(seq)
     }
 
     /// Journals (fsync) then lifts a pushed order.
@@ -287,6 +310,7 @@ pub fn run(config: Config) -> Result<()> {
         api_orders: Vec::new(),
         orders: Vec::new(),
         store: None,
+        pushed: Vec::new(),
         rules: RuleSet::default(),
         in_force: BTreeSet::new(),
         fingerprint,
@@ -329,7 +353,16 @@ pub fn run(config: Config) -> Result<()> {
         eprintln!("metrics on http://{metrics_addr}/metrics, status on http://{metrics_addr}/status");
         tokio::spawn(maintain(shared.clone()));
         if let Some(api) = config.api.clone() {
-            let state = std::sync::Arc::new(crate::orders::api::ApiState { agent: shared.clone(), api: api.clone(), authorities: config.authorities.clone() });
+            let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+            let (applied_tx, applied) = tokio::sync::watch::channel(0u64);
+            tokio::spawn(apply_pushes(shared.clone(), wake.clone(), applied_tx));
+            let state = std::sync::Arc::new(crate::orders::api::ApiState {
+                agent: shared.clone(),
+                api: api.clone(),
+                authorities: config.authorities.clone(),
+                wake,
+                applied,
+            });
             let app = crate::orders::api::router(state);
             match &api.tls {
                 Some((cert, key)) => {
@@ -380,6 +413,30 @@ async fn maintain(shared: Shared) {
             }
         })
         .await;
+    }
+}
+
+/// Group commit: whenever pushes were journaled, enforce all of them with
+/// one rule-set apply, then publish the journal position now settled.
+async fn apply_pushes(shared: Shared, wake: std::sync::Arc<tokio::sync::Notify>, applied: tokio::sync::watch::Sender<u64>) {
+    loop {
+        wake.notified().await;
+        let shared = shared.clone();
+        let settled = tokio::task::spawn_blocking(move || {
+            let mut agent = shared.lock().expect("agent lock");
+            match agent.apply_pushed() {
+                Ok(seq) => seq,
+                Err(e) => {
+                    eprintln!("error: applying pushed orders: {e:#}");
+                    agent.last_error = Some(format!("{e:#}"));
+                    // The batch was revoked in the journal; its waiters see that.
+                    agent.store.as_ref().map_or(0, |s| s.seq())
+                }
+            }
+        })
+        .await
+        .unwrap_or(0);
+        applied.send_replace(settled);
     }
 }
 

@@ -33,6 +33,10 @@ pub struct ApiState {
     pub agent: Shared,
     pub api: Api,
     pub authorities: Vec<Authority>,
+    /// Wakes the group-commit applier.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Journal position whose pushes are settled (enforced, or refused).
+    pub applied: tokio::sync::watch::Receiver<u64>,
 }
 
 type Ctx = Arc<ApiState>;
@@ -117,16 +121,26 @@ async fn push(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Respon
     let pending = order.effective > now;
     let outcome = with_agent(&ctx, move |a| a.push_order(&id, &signed, &who, now)).await;
     match outcome {
-        Ok(PushOutcome::Created) => {
-            let seconds = received.elapsed().as_secs_f64();
+        Ok((PushOutcome::Created, seq)) => {
+            // Journaled and fsynced; now wait for the applier's next batch.
+            ctx.wake.notify_one();
+            let mut applied = ctx.applied.clone();
+            if applied.wait_for(|&settled| settled >= seq).await.is_err() {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
+            }
             let id = order.id.clone();
+            let refused = with_agent(&ctx, move |a| a.store.as_ref().and_then(|s| s.get(&id)).and_then(|o| o.revoked.clone())).await;
+            if let Some(r) = refused {
+                return error(StatusCode::INSUFFICIENT_STORAGE, format!("order journaled but {}; it was revoked", r.reason));
+            }
+            let seconds = received.elapsed().as_secs_f64();
             with_agent(&ctx, move |a| a.metrics.order_enforcement.observe(seconds)).await;
             let status = if pending { "pending" } else { "enforced" };
-            (StatusCode::CREATED, Json(json!({ "id": id, "status": status, "enforcement_seconds": seconds }))).into_response()
+            (StatusCode::CREATED, Json(json!({ "id": order.id, "status": status, "enforcement_seconds": seconds }))).into_response()
         }
-        Ok(PushOutcome::Duplicate) => Json(json!({ "id": order.id, "status": "unchanged", "note": "same id and content: already accepted" })).into_response(),
-        Ok(PushOutcome::Conflict) => error(StatusCode::CONFLICT, format!("order {} already exists with different content: refused as a replay", order.id)),
-        Ok(PushOutcome::Revoked) => error(StatusCode::CONFLICT, format!("order {} was revoked; order ids are not reused", order.id)),
+        Ok((PushOutcome::Duplicate, _)) => Json(json!({ "id": order.id, "status": "unchanged", "note": "same id and content: already accepted" })).into_response(),
+        Ok((PushOutcome::Conflict, _)) => error(StatusCode::CONFLICT, format!("order {} already exists with different content: refused as a replay", order.id)),
+        Ok((PushOutcome::Revoked, _)) => error(StatusCode::CONFLICT, format!("order {} was revoked; order ids are not reused", order.id)),
         Err(e) => error(StatusCode::INSUFFICIENT_STORAGE, format!("{e:#}")),
     }
 }

@@ -149,6 +149,11 @@ impl OrderStore {
         Ok(RevokeOutcome::Revoked)
     }
 
+    /// Sequence number of the last journaled record.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     pub fn get(&self, id: &str) -> Option<&StoredOrder> {
         self.orders.get(id)
     }
