@@ -19,6 +19,7 @@ pub const PACKAGES: &[&str] = &[
     "tcpdump",        // looking at demo/test traffic
     "xdp-tools",      // xdp-loader status, xdp-filter
     "netcat-openbsd", // nc -u -p <port> in the demo
+    "prometheus",     // prometheus + promtool: dashboard and alert tests
     "xz-utils",       // unpacking the rust-src tarball
     "gcc",            // the linker cargo calls
     "libc6-dev",
