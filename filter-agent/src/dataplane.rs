@@ -98,12 +98,16 @@ pub struct Totals {
     pub bytes: u64,
 }
 
-/// What one generation put in the hash and trie, so it can be cleared later
-/// (the arrays are simply overwritten by the next write of the generation).
+/// What a generation holds in the hash and trie (and which IPv4 layout),
+/// so the next write of that generation only changes what differs: a push
+/// of ten prefixes costs ten map updates, not a rewrite of a million.
 #[derive(Default)]
 struct Written {
-    v4: Vec<V4LongKey>,
-    v6: Vec<Key<V6Key>>,
+    v4: std::collections::HashMap<V4LongKey, u32>,
+    v6: std::collections::HashMap<(u32, V6Key), u32>,
+    v4_fingerprint: Option<u64>,
+    /// A write failed half way: rescan the maps before trusting this.
+    dirty: bool,
 }
 
 /// The program attached to one interface. With pinning, each interface
@@ -188,20 +192,25 @@ impl Dataplane {
         if c.loaded == 0 {
             return Ok(());
         }
-        let mut written: [Written; 2] = Default::default();
-        let long: aya::maps::HashMap<&MapData, V4LongKey, u32> = aya::maps::HashMap::try_from(self.map(names::V4_LONG)?)?;
-        for key in long.keys() {
-            let key = key?;
-            written[(key.generation & 1) as usize].v4.push(key);
-        }
-        let v6: aya::maps::LpmTrie<&MapData, V6Key, u32> = aya::maps::LpmTrie::try_from(self.map(names::PREFIX_V6)?)?;
-        for key in v6.keys() {
-            let key = key?;
-            written[(key.data().generation & 1) as usize].v6.push(key);
-        }
-        self.written = written;
+        self.written = self.scan()?;
         self.active = Some(c.generation & 1);
         Ok(())
+    }
+
+    /// What each generation holds, read back from the kernel maps.
+    fn scan(&self) -> Result<[Written; 2]> {
+        let mut written: [Written; 2] = Default::default();
+        let long: aya::maps::HashMap<&MapData, V4LongKey, u32> = aya::maps::HashMap::try_from(self.map(names::V4_LONG)?)?;
+        for entry in long.iter() {
+            let (key, value) = entry?;
+            written[(key.generation & 1) as usize].v4.insert(key, value);
+        }
+        let v6: aya::maps::LpmTrie<&MapData, V6Key, u32> = aya::maps::LpmTrie::try_from(self.map(names::PREFIX_V6)?)?;
+        for entry in v6.iter() {
+            let (key, value) = entry?;
+            written[(key.data().generation & 1) as usize].v6.insert((key.prefix_len(), key.data()), value);
+        }
+        Ok(written)
     }
 
     /// True when a previous agent's rule set was found in force.
@@ -225,24 +234,26 @@ impl Dataplane {
         self.active
     }
 
-    /// Compiles `rules`, applies them and clears the previous generation;
-    /// see [`Dataplane::apply`].
+    /// Compiles `rules` and applies them; see [`Dataplane::apply`].
     pub fn apply_rules(&mut self, rules: &filter_common::rules::RuleSet) -> Result<u32> {
-        let g = self.apply(|g, limits, tbl24| filter_common::compile::compile_into(rules, g, limits, tbl24))?;
-        self.clear_inactive()?;
-        Ok(g)
+        self.apply(|g, limits, tbl24, held| filter_common::compile::compile_incremental(rules, g, limits, tbl24, held))
     }
 
     /// Builds the inactive generation (`build` gets it, its limits and its
     /// `V4_TBL24` slots, mapped, to fill in place), switches every CPU to it
     /// with one array write, then clears the previous generation. A packet
     /// sees either the old set or the new one, never a mix.
-    pub fn apply(&mut self, mut build: impl FnMut(u32, Limits, &mut [u32]) -> Result<CompiledGeneration, String>) -> Result<u32> {
+    pub fn apply(&mut self, mut build: impl FnMut(u32, Limits, &mut [u32], Option<u64>) -> Result<CompiledGeneration, String>) -> Result<u32> {
         let next = self.active.map_or(0, |g| 1 - g);
+        if self.written[next as usize].dirty {
+            let [w0, w1] = self.scan()?;
+            self.written[next as usize] = if next == 0 { w0 } else { w1 };
+        }
+        let held_v4 = self.written[next as usize].v4_fingerprint;
         // Mapped only while writing: the agent does not keep 128 MiB of
         // kernel tables in its address space.
         let mut tbl24 = Mapped::new(raw_fd(&self.ebpf, names::V4_TBL24)?, (next * TBL24_SIZE) as usize, TBL24_SIZE as usize)?;
-        let compiled = build(next, Limits { v4_groups: self.capacity.v4_groups }, tbl24.slice_mut()).map_err(anyhow::Error::msg)?;
+        let compiled = build(next, Limits { v4_groups: self.capacity.v4_groups }, tbl24.slice_mut(), held_v4).map_err(anyhow::Error::msg)?;
         drop(tbl24);
         if compiled.v4.long.len() > self.capacity.prefixes_v4 as usize {
             bail!(
@@ -257,29 +268,15 @@ impl Dataplane {
         if compiled.v6.len() > self.capacity.prefixes_v6 as usize {
             bail!("{} IPv6 prefix entries exceed the configured capacity of {}", compiled.v6.len(), self.capacity.prefixes_v6);
         }
-        self.clear_generation(next)?;
-        self.write_generation(&compiled)?;
+        if let Err(e) = self.write_generation(&compiled) {
+            self.written[next as usize].dirty = true;
+            self.written[next as usize].v4_fingerprint = None;
+            return Err(e);
+        }
         let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
         config.set(0, ActiveConfig { generation: next, loaded: 1 }, 0).context("switching generation")?;
         self.active = Some(next);
         Ok(next)
-    }
-
-    /// Housekeeping after [`Dataplane::apply`]: once packets that read the
-    /// old generation have finished, removes its prefixes. Optional (the
-    /// next apply clears the generation it writes anyway), so callers can
-    /// report the time to enforcement separately from this.
-    pub fn clear_inactive(&mut self) -> Result<()> {
-        let Some(active) = self.active else { return Ok(()) };
-        let old = 1 - active;
-        if self.written[old as usize].v4.is_empty() && self.written[old as usize].v6.is_empty() {
-            return Ok(());
-        }
-        // A packet that read the old generation just before the switch may
-        // still be looking it up: XDP runs to completion within
-        // microseconds, so a short grace period keeps its view whole.
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        self.clear_generation(old)
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
@@ -292,27 +289,34 @@ impl Dataplane {
 
     fn write_generation(&mut self, c: &CompiledGeneration) -> Result<()> {
         let g = c.generation;
-        // IPv4 groups: straight into the mapped table (V4_TBL24 was written
-        // in place by the compiler).
-        if !c.v4.groups.is_empty() {
-            let all = (GENERATIONS * self.capacity.v4_groups * 256) as usize;
-            let mut tbl8 = Mapped::new(raw_fd(&self.ebpf, names::V4_TBL8)?, 0, all)?;
-            let tbl8 = tbl8.slice_mut();
-            let group_base = (g * self.capacity.v4_groups * 256) as usize;
-            for (i, group) in c.v4.groups.iter().enumerate() {
-                tbl8[group_base + i * 256..group_base + (i + 1) * 256].copy_from_slice(group);
+        let written = &mut self.written[g as usize];
+        if c.v4_changed {
+            // IPv4 groups: straight into the mapped table (V4_TBL24 was
+            // written in place by the compiler).
+            if !c.v4.groups.is_empty() {
+                let all = (GENERATIONS * self.capacity.v4_groups * 256) as usize;
+                let mut tbl8 = Mapped::new(raw_fd(&self.ebpf, names::V4_TBL8)?, 0, all)?;
+                let tbl8 = tbl8.slice_mut();
+                let group_base = (g * self.capacity.v4_groups * 256) as usize;
+                for (i, group) in c.v4.groups.iter().enumerate() {
+                    tbl8[group_base + i * 256..group_base + (i + 1) * 256].copy_from_slice(group);
+                }
             }
+            let new: std::collections::HashMap<V4LongKey, u32> = c.v4.long.iter().copied().collect();
+            let (del, upd) = diff(&written.v4, &new);
+            crate::batch::delete(raw_fd(&self.ebpf, names::V4_LONG)?, &del).context("removing IPv4 prefixes")?;
+            let (keys, values): (Vec<V4LongKey>, Vec<u32>) = upd.into_iter().unzip();
+            crate::batch::update(raw_fd(&self.ebpf, names::V4_LONG)?, &keys, &values).context("writing IPv4 long prefixes")?;
+            written.v4 = new;
+            written.v4_fingerprint = Some(c.v4_fingerprint);
         }
-        // Record the keys before writing: if a write fails half way, the
-        // next apply still knows what to clear from this generation.
-        let v4_keys: Vec<V4LongKey> = c.v4.long.iter().map(|(k, _)| *k).collect();
-        let v4_values: Vec<u32> = c.v4.long.iter().map(|(_, v)| *v).collect();
-        let v6_keys: Vec<Key<V6Key>> = c.v6.iter().map(|(len, key, _)| Key::new(*len, *key)).collect();
-        let v6_values: Vec<u32> = c.v6.iter().map(|(_, _, v)| *v).collect();
-        self.written[g as usize] = Written { v4: v4_keys, v6: v6_keys };
-        let written = &self.written[g as usize];
-        crate::batch::update(raw_fd(&self.ebpf, names::V4_LONG)?, &written.v4, &v4_values).context("writing IPv4 long prefixes")?;
-        crate::batch::update(raw_fd(&self.ebpf, names::PREFIX_V6)?, &written.v6, &v6_values).context("writing IPv6 prefixes")?;
+        let new: std::collections::HashMap<(u32, V6Key), u32> = c.v6.iter().map(|(len, key, v)| ((*len, *key), *v)).collect();
+        let (del, upd) = diff(&written.v6, &new);
+        let del: Vec<Key<V6Key>> = del.into_iter().map(|(len, key)| Key::new(len, key)).collect();
+        crate::batch::delete(raw_fd(&self.ebpf, names::PREFIX_V6)?, &del).context("removing IPv6 prefixes")?;
+        let (keys, values): (Vec<Key<V6Key>>, Vec<u32>) = upd.into_iter().map(|((len, key), v)| (Key::new(len, key), v)).unzip();
+        crate::batch::update(raw_fd(&self.ebpf, names::PREFIX_V6)?, &keys, &values).context("writing IPv6 prefixes")?;
+        written.v6 = new;
         let entry_keys: Vec<u32> = (0..c.entries.len() as u32).map(|i| g * MAX_PREFIX_ENTRIES + i).collect();
         crate::batch::update(raw_fd(&self.ebpf, names::PREFIX_ENTRIES)?, &entry_keys, &c.entries).context("writing prefix entries")?;
         let mut l4_rules = c.l4_rules.clone();
@@ -326,12 +330,6 @@ impl Dataplane {
         Ok(())
     }
 
-    fn clear_generation(&mut self, g: u32) -> Result<()> {
-        let written = std::mem::take(&mut self.written[g as usize]);
-        crate::batch::delete(raw_fd(&self.ebpf, names::V4_LONG)?, &written.v4).context("removing IPv4 prefixes of the old generation")?;
-        crate::batch::delete(raw_fd(&self.ebpf, names::PREFIX_V6)?, &written.v6).context("removing IPv6 prefixes of the old generation")?;
-        Ok(())
-    }
 
     /// Attaches to `interface`, counting its packets in counter `slot`;
     /// returns the mode used. With pinning, the link is pinned so the
@@ -385,6 +383,7 @@ impl Dataplane {
 
     /// Entries in use and capacity of the maps operators size.
     pub fn map_usage(&self) -> Vec<(&'static str, u64, u64)> {
+        // Entries of the active generation (the other holds the previous set).
         let g = self.active.unwrap_or(0) as usize;
         vec![
             (names::V4_LONG, self.written[g].v4.len() as u64, self.capacity.prefixes_v4 as u64),
@@ -496,6 +495,16 @@ fn check_pinned_sizes(ebpf: &Ebpf, capacity: Capacity) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What to delete and what to write to turn `old` into `new`.
+fn diff<K: Copy + Eq + std::hash::Hash, V: Copy + PartialEq>(
+    old: &std::collections::HashMap<K, V>,
+    new: &std::collections::HashMap<K, V>,
+) -> (Vec<K>, Vec<(K, V)>) {
+    let deletes = old.keys().filter(|k| !new.contains_key(k)).copied().collect();
+    let updates = new.iter().filter(|(k, v)| old.get(k) != Some(v)).map(|(k, v)| (*k, *v)).collect();
+    (deletes, updates)
 }
 
 /// File descriptor of a map, for the batch syscalls and mmap aya lacks.

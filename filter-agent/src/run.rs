@@ -47,6 +47,8 @@ pub struct Agent {
     pub store: Option<crate::orders::store::OrderStore>,
     /// Pushes journaled but not applied yet: (order id, client).
     pub pushed: Vec<(String, String)>,
+    /// Journaled orders already converted to rules, by id.
+    parsed: std::collections::HashMap<String, Order>,
     pub rules: RuleSet,
     in_force: BTreeSet<String>,
     fingerprint: Vec<(std::path::PathBuf, u64, Option<SystemTime>)>,
@@ -75,13 +77,9 @@ impl Agent {
         })
         .map_err(anyhow::Error::msg)?;
         self.dataplane.reset_rule_counters(&fresh)?;
-        let generation = self.dataplane.apply(|g, limits, tbl24| filter_common::compile::compile_into(&rules, g, limits, tbl24))?;
-        // In force from here; removing the previous generation is
-        // housekeeping, timed on its own.
+        let generation = self.dataplane.apply_rules(&rules)?;
+        // In force from here.
         let elapsed = started.elapsed().as_secs_f64();
-        let cleanup = Instant::now();
-        self.dataplane.clear_inactive()?;
-        let cleanup = cleanup.elapsed().as_secs_f64();
         self.metrics.reload_duration.observe(elapsed);
         self.metrics.sequence = self.state.next_sequence()?;
         self.metrics.last_reload = now.timestamp_millis() as f64 / 1000.0;
@@ -93,7 +91,6 @@ impl Agent {
             m.insert("prefix_rules".into(), json!(rules.prefixes.len()));
             m.insert("l4_slots".into(), json!(rules.l4.len()));
             m.insert("seconds".into(), json!(elapsed));
-            m.insert("cleanup_seconds".into(), json!(cleanup));
         }
         self.audit.append(actor, action, details)?;
         eprintln!(
@@ -144,8 +141,17 @@ impl Agent {
         let limits = crate::orders::wire::Limits { max_entries: usize::MAX };
         let mut orders = Vec::new();
         for s in store.orders().filter(|s| s.revoked.is_none()) {
-            let order = crate::orders::wire::parse_order(&s.signed.order, &limits, s.received)
-                .map_err(|e| anyhow::anyhow!("journaled order {} no longer parses: {e:?}", s.id))?;
+            // Parsed once per order (a journal of thousands must not be
+            // re-parsed at every push).
+            let order = match self.parsed.get(&s.id) {
+                Some(o) => o.clone(),
+                None => {
+                    let o = crate::orders::wire::parse_order(&s.signed.order, &limits, s.received)
+                        .map_err(|e| anyhow::anyhow!("journaled order {} no longer parses: {e:?}", s.id))?;
+                    self.parsed.insert(s.id.clone(), o.clone());
+                    o
+                }
+            };
             orders.push(order);
         }
         self.api_orders = orders;
@@ -311,6 +317,7 @@ pub fn run(config: Config) -> Result<()> {
         orders: Vec::new(),
         store: None,
         pushed: Vec::new(),
+        parsed: std::collections::HashMap::new(),
         rules: RuleSet::default(),
         in_force: BTreeSet::new(),
         fingerprint,

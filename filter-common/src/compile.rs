@@ -56,10 +56,16 @@ pub struct CompiledGeneration {
     /// Prefixes folded, per family (for reports).
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
+    /// Identifies the IPv4 layout's input: equal fingerprints give equal
+    /// `V4_TBL24`, `V4_TBL8` and `V4_LONG` contents.
+    pub v4_fingerprint: u64,
+    /// False when the IPv4 layout was skipped because the generation
+    /// already holds it (`v4` is then empty and `V4_TBL24` untouched).
+    pub v4_changed: bool,
 }
 
 /// What a prefix says, as rule ids (0 = none) and interned L4 set ids.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 struct Own {
     allow: bool,
     src_drop: u32,
@@ -329,6 +335,14 @@ pub fn compile_with(rules: &RuleSet, generation: u32, limits: Limits) -> Result<
 /// (the agent passes the inactive generation of the mapped map, so the
 /// 64 MiB table is never copied).
 pub fn compile_into(rules: &RuleSet, generation: u32, limits: Limits, tbl24: &mut [u32]) -> Result<CompiledGeneration, String> {
+    compile_incremental(rules, generation, limits, tbl24, None)
+}
+
+/// Like [`compile_into`], but skips the IPv4 layout (and leaves `tbl24`
+/// alone) when `held_v4` — the fingerprint of what this generation already
+/// holds — equals the new one: a push of IPv6 or L4 rules then costs no
+/// 64 MiB rewrite.
+pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl24: &mut [u32], held_v4: Option<u64>) -> Result<CompiledGeneration, String> {
     assert!(generation < GENERATIONS);
     if rules.l4.len() > MAX_L4_RULES as usize {
         return Err(format!("{} L4 rule slots; the data plane holds {MAX_L4_RULES}", rules.l4.len()));
@@ -390,7 +404,22 @@ pub fn compile_into(rules: &RuleSet, generation: u32, limits: Limits, tbl24: &mu
     let mut entries = Entries { list: vec![PrefixEntry::default()], index: HashMap::new() };
     let folded_v4 = fold(own_v4, &mut sets)?;
     let prefixes_v4 = folded_v4.len();
-    let v4 = layout_v4(&folded_v4, &mut entries, generation, limits, tbl24)?;
+    let v4_fingerprint = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (generation, limits.v4_groups, &folded_v4).hash(&mut h);
+        h.finish()
+    };
+    let v4_changed = held_v4 != Some(v4_fingerprint);
+    let v4 = if v4_changed {
+        layout_v4(&folded_v4, &mut entries, generation, limits, tbl24)?
+    } else {
+        // Same entry ids as the layout would give (they are interned first).
+        for (_, own) in &folded_v4 {
+            entries.id(own)?;
+        }
+        V4Layout::default()
+    };
     drop(folded_v4);
     let folded_v6 = fold(own_v6, &mut sets)?;
     let mut v6 = Vec::with_capacity(folded_v6.len());
@@ -407,6 +436,8 @@ pub fn compile_into(rules: &RuleSet, generation: u32, limits: Limits, tbl24: &mu
         meta,
         prefixes_v4,
         prefixes_v6: folded_v6.len(),
+        v4_fingerprint,
+        v4_changed,
     })
 }
 

@@ -288,17 +288,15 @@ fn timed_apply(dp: &mut Dataplane, rules: &filter_common::rules::RuleSet) -> Res
     let mut compile_s = 0.0;
     let mut entries = (0, 0);
     let start = Instant::now();
-    dp.apply(|g, limits, tbl24| {
+    dp.apply(|g, limits, tbl24, held| {
         let t = Instant::now();
-        let c = filter_common::compile::compile_into(rules, g, limits, tbl24);
+        let c = filter_common::compile::compile_incremental(rules, g, limits, tbl24, held);
         compile_s = t.elapsed().as_secs_f64();
         if let Ok(c) = &c {
             entries = (c.prefixes_v4, c.prefixes_v6);
         }
         c
     })?;
-    // Include removing the previous generation, as a reload does.
-    dp.clear_inactive()?;
     let apply_s = start.elapsed().as_secs_f64();
     Ok((Load { compile_s, apply_s, writes_s: apply_s - compile_s }, entries.0, entries.1))
 }
