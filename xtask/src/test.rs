@@ -62,6 +62,9 @@ pub enum Bench {
     /// Rule set load/reload time and peak memory of the real agent with
     /// 1,000,000 IPv4 + 250,000 IPv6 feed prefixes (edgefilter-reload-bench).
     Reload,
+    /// Sustained order pushes through the API: orders/s and enforcement
+    /// latency p50/p99 (edgefilter-orders-bench).
+    Orders,
 }
 
 /// Runs a benchmark; returns its exit code.
@@ -93,6 +96,23 @@ pub fn bench(root: &Path, what: Bench, extra: &[String]) -> Result<i32> {
             "--markdown",
             "BENCHMARKS.md",
         ]),
+        Bench::Orders => {
+            // The benchmark starts the agent binary itself.
+            crate::build(root)?;
+            cmd::cargo([
+                "run",
+                "--release",
+                "-p",
+                "filter-agent",
+                "--bin",
+                "edgefilter-orders-bench",
+                "--",
+                "--out",
+                "bench-results/orders.json",
+                "--markdown",
+                "BENCHMARKS.md",
+            ])
+        }
     };
     c.args(extra).current_dir(root);
     println!("$ {}", cmd::display(&c));
