@@ -3,6 +3,7 @@
 mod cmd;
 mod demo;
 mod netns;
+mod package;
 mod setup;
 mod test;
 
@@ -42,6 +43,10 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Setup, build, then make the Debian package
+    /// target/debian/edgefilter_<version>_<arch>.deb (agent, systemd unit,
+    /// default config that enforces nothing, docs; see deploy/RUNBOOK.md).
+    Package,
 }
 
 /// The workspace root (xtask/..).
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
             Command::Demo => demo::run(&root).map(|()| 0),
             Command::Test { args } => test::test(&root, &args),
             Command::Bench { what, args } => test::bench(&root, what, &args),
+            Command::Package => package::run(&root).map(|_| 0),
         }
     })();
     match result {
