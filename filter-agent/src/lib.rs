@@ -11,3 +11,4 @@ pub mod report;
 pub mod ruleload;
 pub mod run;
 pub mod state;
+pub mod transparency;

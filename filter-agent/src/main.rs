@@ -63,6 +63,13 @@ enum Command {
         #[command(subcommand)]
         command: ApiCommand,
     },
+    /// Transparency report for a time window: the orders enforced, by
+    /// authority and category, from the verified audit log and the order
+    /// journal (JSON or CSV).
+    Report {
+        #[command(flatten)]
+        args: filter_agent::transparency::ReportArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,6 +225,7 @@ fn main() -> ExitCode {
         Command::Audit { command: AuditCommand::Recover { log, config } } => recover(log, config),
         Command::Order { command } => filter_agent::order_cli::run(command),
         Command::Api { command: ApiCommand::Token } => filter_agent::order_cli::token(),
+        Command::Report { args } => filter_agent::transparency::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
