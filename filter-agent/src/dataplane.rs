@@ -352,7 +352,9 @@ impl Dataplane {
             Ok(pinned) => {
                 let link = XdpLink::try_from(FdLink::from(pinned)).context("pinned link is not an XDP link")?;
                 program.attach_to_link(link).with_context(|| format!("replacing the program on {interface}"))?;
-                (mode_name(mode), true)
+                // The link keeps the mode it was created with; the kernel's
+                // link info does not say which, so say where it came from.
+                ("pinned", true)
             }
             Err(_) => {
                 let (id, used) = attach_program(program, interface, mode)?;
@@ -447,14 +449,6 @@ impl Dataplane {
             }
         }
         Ok(())
-    }
-}
-
-fn mode_name(mode: AttachMode) -> &'static str {
-    match mode {
-        AttachMode::Native => "native",
-        AttachMode::Skb => "skb",
-        AttachMode::Auto => "auto",
     }
 }
 

@@ -94,6 +94,13 @@ fn show(mut response: ureq::http::Response<ureq::Body>) -> Result<()> {
     Ok(())
 }
 
+/// An order id as one URL path segment (ids may contain `/` and `:`).
+fn segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
 pub fn run(command: OrderCommand) -> Result<()> {
     match command {
         OrderCommand::Push { file, api } => {
@@ -104,7 +111,7 @@ pub fn run(command: OrderCommand) -> Result<()> {
         OrderCommand::Revoke { id, reason, api } => {
             let (agent, auth) = agent(&api)?;
             let body = serde_json::json!({ "reason": reason }).to_string();
-            show(agent.delete(format!("{}/v1/orders/{id}", api.api)).header("Authorization", &auth).force_send_body().send(body.as_bytes())?)
+            show(agent.delete(format!("{}/v1/orders/{}", api.api, segment(&id))).header("Authorization", &auth).force_send_body().send(body.as_bytes())?)
         }
         OrderCommand::List { api } => {
             let (agent, auth) = agent(&api)?;
@@ -112,7 +119,7 @@ pub fn run(command: OrderCommand) -> Result<()> {
         }
         OrderCommand::Show { id, api } => {
             let (agent, auth) = agent(&api)?;
-            show(agent.get(format!("{}/v1/orders/{id}", api.api)).header("Authorization", &auth).call()?)
+            show(agent.get(format!("{}/v1/orders/{}", api.api, segment(&id))).header("Authorization", &auth).call()?)
         }
         OrderCommand::Sign { key, order } => {
             let key = wire::load_signing_key(&key)?;
