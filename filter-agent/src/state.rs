@@ -51,7 +51,9 @@ impl State {
     pub fn assign_rule_ids(&mut self, orders: &[filter_common::rules::Order]) -> Result<Vec<u32>> {
         let keys: Vec<String> = orders.iter().flat_map(|o| (0..o.entries.len()).map(move |i| rule_key(&o.id, i))).collect();
         let wanted: std::collections::BTreeSet<&String> = keys.iter().collect();
+        let before = self.rule_ids.len();
         self.rule_ids.retain(|k, _| wanted.contains(k));
+        let removed = self.rule_ids.len() != before;
         let mut used: std::collections::BTreeSet<u32> = self.rule_ids.values().copied().collect();
         let mut fresh = Vec::new();
         let mut candidate = 1u32;
@@ -69,7 +71,9 @@ impl State {
             self.rule_ids.insert(key, candidate);
             fresh.push(candidate);
         }
-        self.save()?;
+        if removed || !fresh.is_empty() {
+            self.save()?;
+        }
         Ok(fresh)
     }
 
@@ -77,19 +81,28 @@ impl State {
         self.rule_ids.get(&rule_key(order, entry)).copied()
     }
 
+    /// The next rule-set sequence number. Persisted without an fsync of its
+    /// own (it is a label for operators, not a promise): the file is
+    /// replaced atomically, and the next durable save carries it too.
     pub fn next_sequence(&mut self) -> Result<u64> {
         self.sequence += 1;
-        self.save()?;
+        self.write(false)?;
         Ok(self.sequence)
     }
 
     /// Written to a temporary file, fsynced and renamed: never half written.
     fn save(&self) -> Result<()> {
+        self.write(true)
+    }
+
+    fn write(&self, durable: bool) -> Result<()> {
         use std::io::Write;
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(self)?)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, &self.path)?;
         Ok(())
     }
