@@ -66,9 +66,11 @@ impl Agent {
     /// Compiles `orders` as of now and makes them the rule set in force.
     /// `started` is when reading the sources began: the reported duration
     /// covers validation, compilation and the map writes.
-    fn apply(&mut self, file_orders: Vec<Order>, action: &str, actor: &str, mut details: serde_json::Value, started: Instant) -> Result<()> {
+    /// `new_files` replaces the file and feed orders (a reload); `None`
+    /// keeps them (a push, revoke or expiry), without copying them twice.
+    fn apply(&mut self, new_files: Option<Vec<Order>>, action: &str, actor: &str, mut details: serde_json::Value, started: Instant) -> Result<()> {
         let now = Utc::now();
-        let mut orders = file_orders.clone();
+        let mut orders = new_files.as_ref().unwrap_or(&self.file_orders).clone();
         orders.extend(self.api_orders.iter().cloned());
         let fresh = self.state.assign_rule_ids(&orders)?;
         let state = &self.state;
@@ -102,7 +104,9 @@ impl Agent {
             elapsed
         );
         self.in_force = forced;
-        self.file_orders = file_orders;
+        if let Some(files) = new_files {
+            self.file_orders = files;
+        }
         self.orders = orders;
         self.rules = rules;
         self.last_error = None;
@@ -115,7 +119,7 @@ impl Agent {
         self.fingerprint = ruleload::fingerprint(&self.config.sources);
         let result = ruleload::load_sources(&self.config.sources)
             .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())
-            .and_then(|orders| self.apply(orders, "reload", actor, json!({ "trigger": why }), started).map_err(|e| vec![format!("{e:#}")]));
+            .and_then(|orders| self.apply(Some(orders), "reload", actor, json!({ "trigger": why }), started).map_err(|e| vec![format!("{e:#}")]));
         if let Err(errors) = result {
             self.metrics.reload_errors.inc();
             eprintln!("reload rejected ({why}); the previous rules stay in force:");
@@ -189,8 +193,7 @@ impl Agent {
         let ids: Vec<&String> = batch.iter().map(|(id, _)| id).collect();
         let clients: std::collections::BTreeSet<&String> = batch.iter().map(|(_, c)| c).collect();
         let actor = clients.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",");
-        let files = self.file_orders.clone();
-        if let Err(e) = self.apply(files, "push", &actor, json!({ "orders": ids }), Instant::now()) {
+        if let Err(e) = self.apply(None, "push", &actor, json!({ "orders": ids }), Instant::now()) {
             let reason = format!("could not be applied: {e:#}");
             for (id, _) in &batch {
                 if let Some(store) = self.store.as_mut() {
@@ -211,8 +214,7 @@ impl Agent {
         let outcome = store.revoke(id, actor, reason)?;
         if outcome == RevokeOutcome::Revoked {
             self.rebuild_api_orders()?;
-            let files = self.file_orders.clone();
-            self.apply(files, "revoke", actor, json!({ "order": id, "reason": reason }), Instant::now())?;
+            self.apply(None, "revoke", actor, json!({ "order": id, "reason": reason }), Instant::now())?;
         }
         Ok(outcome)
     }
@@ -261,8 +263,7 @@ impl Agent {
             let activated: Vec<&String> = forced.difference(&self.in_force).collect();
             let action = if activated.is_empty() { "expire" } else if expired.is_empty() { "activate" } else { "expire-activate" };
             let details = json!({ "expired": expired, "activated": activated });
-            let orders = self.file_orders.clone();
-            if let Err(e) = self.apply(orders, action, AGENT, details, Instant::now()) {
+            if let Err(e) = self.apply(None, action, AGENT, details, Instant::now()) {
                 self.metrics.reload_errors.inc();
                 eprintln!("error: applying order validity changes: {e:#}");
                 self.last_error = Some(format!("{e:#}"));
@@ -336,7 +337,7 @@ pub fn run(config: Config) -> Result<()> {
         agent.rebuild_api_orders()?;
     }
     let action = if adopted { "adopt" } else { "load" };
-    agent.apply(orders, action, &actor, json!({ "pins": pin_dir }), started)?;
+    agent.apply(Some(orders), action, &actor, json!({ "pins": pin_dir }), started)?;
     for (iface, slot) in config.interfaces.iter().zip(slots) {
         let mode = agent.dataplane.attach(iface, config.attach_mode, slot)?;
         let a = agent.dataplane.attached().last().expect("just attached");
