@@ -41,7 +41,7 @@ pub fn classify(a: &ClassifyArgs) -> Result<()> {
             let orders = crate::ruleload::load_sources(&config.sources)?;
             // The agent's rule ids, so they match its counters and status.
             let state = crate::state::State::open(&config.state_dir)?;
-            let mut next = state.rule_ids.values().max().copied().unwrap_or(0);
+            let mut next = state.max_rule_id();
             RuleSet::build_with(config.settings, &orders, now, |o, i| {
                 Ok(state.rule_id(&o.id, i).unwrap_or_else(|| {
                     next += 1;

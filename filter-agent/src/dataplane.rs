@@ -72,6 +72,20 @@ impl Mapped {
     }
 }
 
+impl std::ops::Deref for Mapped {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        // SAFETY: valid for `len` u32s while mapped.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Mapped {
+    fn deref_mut(&mut self) -> &mut [u32] {
+        self.slice_mut()
+    }
+}
+
 impl Drop for Mapped {
     fn drop(&mut self) {
         // SAFETY: unmapping what `new` mapped.
@@ -106,6 +120,9 @@ struct Written {
     v4: std::collections::HashMap<V4LongKey, u32>,
     v6: std::collections::HashMap<(u32, V6Key), u32>,
     v4_fingerprint: Option<u64>,
+    /// `PREFIX_ENTRIES` of the generation as written (empty: unknown, so
+    /// the next write is a full one).
+    entries: Vec<PrefixEntry>,
     /// A write failed half way: rescan the maps before trusting this.
     dirty: bool,
 }
@@ -243,18 +260,21 @@ impl Dataplane {
     /// `V4_TBL24` slots, mapped, to fill in place), switches every CPU to it
     /// with one array write, then clears the previous generation. A packet
     /// sees either the old set or the new one, never a mix.
-    pub fn apply(&mut self, mut build: impl FnMut(u32, Limits, &mut [u32], Option<u64>) -> Result<CompiledGeneration, String>) -> Result<u32> {
+    pub fn apply(&mut self, mut build: impl FnMut(u32, Limits, filter_common::compile::Tbl24Source, Option<u64>) -> Result<CompiledGeneration, String>) -> Result<u32> {
         let next = self.active.map_or(0, |g| 1 - g);
         if self.written[next as usize].dirty {
             let [w0, w1] = self.scan()?;
             self.written[next as usize] = if next == 0 { w0 } else { w1 };
         }
         let held_v4 = self.written[next as usize].v4_fingerprint;
-        // Mapped only while writing: the agent does not keep 128 MiB of
-        // kernel tables in its address space.
-        let mut tbl24 = Mapped::new(raw_fd(&self.ebpf, names::V4_TBL24)?, (next * TBL24_SIZE) as usize, TBL24_SIZE as usize)?;
-        let compiled = build(next, Limits { v4_groups: self.capacity.v4_groups }, tbl24.slice_mut(), held_v4).map_err(anyhow::Error::msg)?;
-        drop(tbl24);
+        // Mapped only while writing, and only if IPv4 changed: the agent
+        // does not keep 128 MiB of kernel tables in its address space, and a
+        // push of IPv6 or L4 rules does not pay for mapping them.
+        let fd = raw_fd(&self.ebpf, names::V4_TBL24)?;
+        let mut source = || -> Result<filter_common::compile::Tbl24, String> {
+            Mapped::new(fd, (next * TBL24_SIZE) as usize, TBL24_SIZE as usize).map(|m| Box::new(m) as _).map_err(|e| format!("{e:#}"))
+        };
+        let compiled = build(next, Limits { v4_groups: self.capacity.v4_groups }, &mut source, held_v4).map_err(anyhow::Error::msg)?;
         if compiled.v4.long.len() > self.capacity.prefixes_v4 as usize {
             bail!(
                 "{} IPv4 prefixes longer than /24 outside dense blocks exceed the configured capacity of {}",
@@ -317,8 +337,17 @@ impl Dataplane {
         let (keys, values): (Vec<Key<V6Key>>, Vec<u32>) = upd.into_iter().map(|((len, key), v)| (Key::new(len, key), v)).unzip();
         crate::batch::update(raw_fd(&self.ebpf, names::PREFIX_V6)?, &keys, &values).context("writing IPv6 prefixes")?;
         written.v6 = new;
-        let entry_keys: Vec<u32> = (0..c.entries.len() as u32).map(|i| g * MAX_PREFIX_ENTRIES + i).collect();
-        crate::batch::update(raw_fd(&self.ebpf, names::PREFIX_ENTRIES)?, &entry_keys, &c.entries).context("writing prefix entries")?;
+        // Only the entries that differ from what the generation holds.
+        let (entry_keys, entry_values): (Vec<u32>, Vec<PrefixEntry>) = c
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| written.entries.get(*i) != Some(e))
+            .map(|(i, e)| (g * MAX_PREFIX_ENTRIES + i as u32, *e))
+            .unzip();
+        written.entries.clear();
+        crate::batch::update(raw_fd(&self.ebpf, names::PREFIX_ENTRIES)?, &entry_keys, &entry_values).context("writing prefix entries")?;
+        written.entries = c.entries.clone();
         let mut l4_rules = c.l4_rules.clone();
         // Unused slots are zeroed so nothing of an older rule set survives.
         l4_rules.resize(MAX_L4_RULES as usize, L4Rule::default());

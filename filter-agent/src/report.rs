@@ -104,8 +104,7 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
     orders_hits.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.order.cmp(&b.order)));
     let now = Utc::now();
     let orders = agent
-        .orders
-        .iter()
+        .all_orders()
         .map(|o| OrderState {
             order: o.id.clone(),
             category: o.category.name(),

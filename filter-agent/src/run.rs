@@ -39,16 +39,12 @@ pub struct Agent {
     pub dataplane: Dataplane,
     /// Every order from files and feeds (in force or not).
     pub file_orders: Vec<Order>,
-    /// Orders pushed through the API and not revoked, from the journal.
+    /// Orders pushed through the API, applied and not revoked.
     pub api_orders: Vec<Order>,
-    /// `file_orders` + `api_orders`: what the rule set is built from.
-    pub orders: Vec<Order>,
-    /// The journal of pushed orders (when the API is configured).
-    pub store: Option<crate::orders::store::OrderStore>,
-    /// Pushes journaled but not applied yet: (order id, client).
-    pub pushed: Vec<(String, String)>,
-    /// Journaled orders already converted to rules, by id.
-    parsed: std::collections::HashMap<String, Order>,
+    /// The journal of pushed orders (when the API is configured). Locked
+    /// on its own, after the agent if both are needed, so pushes are
+    /// journaled while a rule set is being applied.
+    pub journal: Option<SharedJournal>,
     pub rules: RuleSet,
     in_force: BTreeSet<String>,
     fingerprint: Vec<(std::path::PathBuf, u64, Option<SystemTime>)>,
@@ -58,10 +54,38 @@ pub struct Agent {
     pub last_error: Option<String>,
 }
 
-fn in_force(orders: &[Order], now: chrono::DateTime<Utc>) -> BTreeSet<String> {
-    orders.iter().filter(|o| o.is_active(now)).map(|o| o.id.clone()).collect()
+fn in_force<'a>(orders: impl Iterator<Item = &'a Order>, now: chrono::DateTime<Utc>) -> BTreeSet<String> {
+    orders.filter(|o| o.is_active(now)).map(|o| o.id.clone()).collect()
 }
 
+/// A push journaled (fsynced, acknowledged as accepted) but not applied yet.
+pub struct PendingPush {
+    pub order: Order,
+    pub client: String,
+}
+
+/// The order journal and the pushes it holds that are not enforced yet.
+pub struct Journal {
+    pub store: crate::orders::store::OrderStore,
+    pending: Vec<PendingPush>,
+}
+
+pub type SharedJournal = Arc<Mutex<Journal>>;
+
+impl Journal {
+    /// Journals (fsync) a pushed order; returns the outcome and the journal
+    /// position to wait for. Enforcement happens in [`Agent::apply_pushed`],
+    /// which takes every order journaled since the last apply at once
+    /// (group commit), so a burst of pushes costs one rule-set apply.
+    pub fn push(&mut self, signed: &crate::orders::wire::SignedOrder, order: Order, client: &str, received: chrono::DateTime<Utc>) -> Result<(crate::orders::store::PushOutcome, u64)> {
+        use crate::orders::store::PushOutcome;
+        let outcome = self.store.push(&order.id, signed, client, received)?;
+        if outcome == PushOutcome::Created {
+            self.pending.push(PendingPush { order, client: client.to_string() });
+        }
+        Ok((outcome, self.store.seq()))
+    }
+}
 impl Agent {
     /// Compiles `orders` as of now and makes them the rule set in force.
     /// `started` is when reading the sources began: the reported duration
@@ -70,11 +94,11 @@ impl Agent {
     /// keeps them (a push, revoke or expiry), without copying them twice.
     fn apply(&mut self, new_files: Option<Vec<Order>>, action: &str, actor: &str, mut details: serde_json::Value, started: Instant) -> Result<()> {
         let now = Utc::now();
-        let mut orders = new_files.as_ref().unwrap_or(&self.file_orders).clone();
-        orders.extend(self.api_orders.iter().cloned());
-        let fresh = self.state.assign_rule_ids(&orders)?;
+        let files = new_files.as_ref().unwrap_or(&self.file_orders);
+        let orders = || files.iter().chain(&self.api_orders);
+        let fresh = self.state.assign_rule_ids(orders())?;
         let state = &self.state;
-        let rules = RuleSet::build_with(self.config.settings.clone(), &orders, now, |o, i| {
+        let rules = RuleSet::build_with(self.config.settings.clone(), orders(), now, |o, i| {
             state.rule_id(&o.id, i).ok_or_else(|| format!("no rule id for {} entry {i}", o.id))
         })
         .map_err(anyhow::Error::msg)?;
@@ -85,11 +109,20 @@ impl Agent {
         self.metrics.reload_duration.observe(elapsed);
         self.metrics.sequence = self.state.next_sequence()?;
         self.metrics.last_reload = now.timestamp_millis() as f64 / 1000.0;
-        let forced = in_force(&orders, now);
+        let forced = in_force(orders(), now);
         if let serde_json::Value::Object(m) = &mut details {
             m.insert("sequence".into(), json!(self.metrics.sequence));
             m.insert("generation".into(), json!(generation));
-            m.insert("orders_in_force".into(), json!(forced));
+            if new_files.is_some() {
+                m.insert("orders_in_force".into(), json!(forced));
+            } else {
+                // Pushes, revokes and validity changes record what changed
+                // (a full list per push would grow with every order ever
+                // pushed); `filter-agent report` replays both forms.
+                m.insert("in_force_added".into(), json!(forced.difference(&self.in_force).collect::<Vec<_>>()));
+                m.insert("in_force_removed".into(), json!(self.in_force.difference(&forced).collect::<Vec<_>>()));
+                m.insert("orders_in_force_count".into(), json!(forced.len()));
+            }
             m.insert("prefix_rules".into(), json!(rules.prefixes.len()));
             m.insert("l4_slots".into(), json!(rules.l4.len()));
             m.insert("seconds".into(), json!(elapsed));
@@ -107,7 +140,6 @@ impl Agent {
         if let Some(files) = new_files {
             self.file_orders = files;
         }
-        self.orders = orders;
         self.rules = rules;
         self.last_error = None;
         Ok(())
@@ -139,81 +171,76 @@ impl Agent {
         self.audit.append(actor, action, details).map(|_| ())
     }
 
-    /// The journal's live orders, as rules. Each was valid when received.
-    fn rebuild_api_orders(&mut self) -> Result<()> {
-        let Some(store) = &self.store else { return Ok(()) };
+    /// Every order, from files, feeds and the API (in force or not).
+    pub fn all_orders(&self) -> impl Iterator<Item = &Order> {
+        self.file_orders.iter().chain(&self.api_orders)
+    }
+
+    /// The journal's live orders, as rules (at start). Each was valid when
+    /// received.
+    fn load_api_orders(&mut self) -> Result<()> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        let journal = journal.lock().expect("journal lock");
         let limits = crate::orders::wire::Limits { max_entries: usize::MAX };
-        let mut orders = Vec::new();
-        for s in store.orders().filter(|s| s.revoked.is_none()) {
-            // Parsed once per order (a journal of thousands must not be
-            // re-parsed at every push).
-            let order = match self.parsed.get(&s.id) {
-                Some(o) => o.clone(),
-                None => {
-                    let o = crate::orders::wire::parse_order(&s.signed.order, &limits, s.received)
-                        .map_err(|e| anyhow::anyhow!("journaled order {} no longer parses: {e:?}", s.id))?;
-                    self.parsed.insert(s.id.clone(), o.clone());
-                    o
-                }
-            };
-            orders.push(order);
-        }
-        self.api_orders = orders;
+        self.api_orders = journal
+            .store
+            .orders()
+            .filter(|s| s.revoked.is_none())
+            .map(|s| {
+                crate::orders::wire::parse_order(&s.signed.order, &limits, s.received)
+                    .map_err(|e| anyhow::anyhow!("journaled order {} no longer parses: {e:?}", s.id))
+            })
+            .collect::<Result<_>>()?;
         Ok(())
     }
 
-    /// Journals (fsync) a pushed order; returns the outcome and the journal
-    /// position to wait for. Enforcement happens in [`Agent::apply_pushed`],
-    /// which takes every order journaled since the last apply at once
-    /// (group commit), so a burst of pushes costs one rule-set apply.
-    pub fn push_order(&mut self, id: &str, signed: &crate::orders::wire::SignedOrder, actor: &str, received: chrono::DateTime<Utc>) -> Result<(crate::orders::store::PushOutcome, u64)> {
-        use crate::orders::store::PushOutcome;
-        let store = self.store.as_mut().context("the order API is not configured")?;
-        let outcome = store.push(id, signed, actor, received)?;
-        let seq = store.seq();
-        if outcome == PushOutcome::Created {
-            self.pushed.push((id.to_string(), actor.to_string()));
-        } else {
-            self.audit_event(actor, "push-unchanged", json!({ "order": id, "outcome": format!("{outcome:?}") }))?;
-        }
-        Ok((outcome, seq))
+    /// Enforces every journaled but not yet applied push; returns the
+    /// journal position now settled (pushes journaled meanwhile are not).
+    /// If the rule set cannot be applied, the orders of this batch are
+    /// revoked in the journal with the reason (so a restart does not
+    /// resurrect them; their waiters see it) and the error is returned.
+    pub fn apply_pushed(&mut self) -> (u64, Result<()>) {
+        let Some(journal) = self.journal.clone() else { return (0, Ok(())) };
+        let (batch, seq) = {
+            let mut j = journal.lock().expect("journal lock");
+            (std::mem::take(&mut j.pending), j.store.seq())
+        };
+        (seq, self.apply_batch(&journal, batch))
     }
 
-    /// Enforces every journaled but not yet applied push; returns the
-    /// journal position now enforced. If the rule set cannot be applied, the
-    /// orders of this batch are revoked in the journal with the reason (so a
-    /// restart does not resurrect them) and the error is returned.
-    pub fn apply_pushed(&mut self) -> Result<u64> {
-        let batch = std::mem::take(&mut self.pushed);
-        let seq = self.store.as_ref().map_or(0, |s| s.seq());
+    fn apply_batch(&mut self, journal: &SharedJournal, batch: Vec<PendingPush>) -> Result<()> {
         if batch.is_empty() {
-            return Ok(seq);
+            return Ok(());
         }
-        self.rebuild_api_orders()?;
-        let ids: Vec<&String> = batch.iter().map(|(id, _)| id).collect();
-        let clients: std::collections::BTreeSet<&String> = batch.iter().map(|(_, c)| c).collect();
-        let actor = clients.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",");
+        let before = self.api_orders.len();
+        let ids: Vec<String> = batch.iter().map(|p| p.order.id.clone()).collect();
+        let clients: BTreeSet<&str> = batch.iter().map(|p| p.client.as_str()).collect();
+        let actor = clients.into_iter().collect::<Vec<_>>().join(",");
+        self.api_orders.extend(batch.into_iter().map(|p| p.order));
         if let Err(e) = self.apply(None, "push", &actor, json!({ "orders": ids }), Instant::now()) {
             let reason = format!("could not be applied: {e:#}");
-            for (id, _) in &batch {
-                if let Some(store) = self.store.as_mut() {
-                    store.revoke(id, AGENT, &reason)?;
+            self.api_orders.truncate(before);
+            {
+                let mut j = journal.lock().expect("journal lock");
+                for id in &ids {
+                    j.store.revoke(id, AGENT, &reason)?;
                 }
             }
-            self.rebuild_api_orders()?;
             self.audit_event(AGENT, "push-failed", json!({ "orders": ids, "error": reason }))?;
             return Err(e);
         }
-        Ok(seq)
+        Ok(())
     }
 
     /// Journals (fsync) then lifts a pushed order.
     pub fn revoke_order(&mut self, id: &str, actor: &str, reason: &str) -> Result<crate::orders::store::RevokeOutcome> {
         use crate::orders::store::RevokeOutcome;
-        let store = self.store.as_mut().context("the order API is not configured")?;
-        let outcome = store.revoke(id, actor, reason)?;
+        let journal = self.journal.clone().context("the order API is not configured")?;
+        let outcome = journal.lock().expect("journal lock").store.revoke(id, actor, reason)?;
         if outcome == RevokeOutcome::Revoked {
-            self.rebuild_api_orders()?;
+            // Not applied yet (still pending)? Then it never will be.
+            journal.lock().expect("journal lock").pending.retain(|p| p.order.id != id);
+            self.api_orders.retain(|o| o.id != id);
             self.apply(None, "revoke", actor, json!({ "order": id, "reason": reason }), Instant::now())?;
         }
         Ok(outcome)
@@ -232,8 +259,9 @@ impl Agent {
             out.push(json!({ "id": o.id, "source": o.file, "authority": o.authority, "category": o.category.name(),
                 "state": state(o), "effective": o.effective, "expires": o.expires, "entries": o.entries.len(), "packets": packets, "bytes": bytes }));
         }
-        if let Some(store) = &self.store {
-            for s in store.orders().filter(|s| only.is_none_or(|id| id == s.id)) {
+        if let Some(journal) = &self.journal {
+            let journal = journal.lock().expect("journal lock");
+            for s in journal.store.orders().filter(|s| only.is_none_or(|id| id == s.id)) {
                 let live = self.api_orders.iter().find(|o| o.id == s.id);
                 let (packets, bytes) = counts.get(&s.id).copied().unwrap_or_default();
                 let st = match (&s.revoked, live) {
@@ -257,7 +285,7 @@ impl Agent {
             return self.reload(AGENT, "rule files changed");
         }
         let now = Utc::now();
-        let forced = in_force(&self.orders, now);
+        let forced = in_force(self.all_orders(), now);
         if forced != self.in_force {
             let expired: Vec<&String> = self.in_force.difference(&forced).collect();
             let activated: Vec<&String> = forced.difference(&self.in_force).collect();
@@ -315,10 +343,7 @@ pub fn run(config: Config) -> Result<()> {
         dataplane: dp,
         file_orders: Vec::new(),
         api_orders: Vec::new(),
-        orders: Vec::new(),
-        store: None,
-        pushed: Vec::new(),
-        parsed: std::collections::HashMap::new(),
+        journal: None,
         rules: RuleSet::default(),
         in_force: BTreeSet::new(),
         fingerprint,
@@ -333,8 +358,8 @@ pub fn run(config: Config) -> Result<()> {
             eprintln!("order journal: cut off a torn last record ({bytes} bytes): it was never acknowledged");
             agent.audit.append(AGENT, "journal-torn-tail", json!({ "bytes": bytes }))?;
         }
-        agent.store = Some(store);
-        agent.rebuild_api_orders()?;
+        agent.journal = Some(Arc::new(Mutex::new(Journal { store, pending: Vec::new() })));
+        agent.load_api_orders()?;
     }
     let action = if adopted { "adopt" } else { "load" };
     agent.apply(Some(orders), action, &actor, json!({ "pins": pin_dir }), started)?;
@@ -364,8 +389,14 @@ pub fn run(config: Config) -> Result<()> {
             let wake = std::sync::Arc::new(tokio::sync::Notify::new());
             let (applied_tx, applied) = tokio::sync::watch::channel(0u64);
             tokio::spawn(apply_pushes(shared.clone(), wake.clone(), applied_tx));
+            let (journal, order_enforcement) = {
+                let agent = shared.lock().expect("agent lock");
+                (agent.journal.clone().expect("journal opened with the API"), agent.metrics.order_enforcement.clone())
+            };
             let state = std::sync::Arc::new(crate::orders::api::ApiState {
                 agent: shared.clone(),
+                journal,
+                order_enforcement,
                 api: api.clone(),
                 authorities: config.authorities.clone(),
                 wake,
@@ -432,15 +463,13 @@ async fn apply_pushes(shared: Shared, wake: std::sync::Arc<tokio::sync::Notify>,
         let shared = shared.clone();
         let settled = tokio::task::spawn_blocking(move || {
             let mut agent = shared.lock().expect("agent lock");
-            match agent.apply_pushed() {
-                Ok(seq) => seq,
-                Err(e) => {
-                    eprintln!("error: applying pushed orders: {e:#}");
-                    agent.last_error = Some(format!("{e:#}"));
-                    // The batch was revoked in the journal; its waiters see that.
-                    agent.store.as_ref().map_or(0, |s| s.seq())
-                }
+            let (settled, result) = agent.apply_pushed();
+            if let Err(e) = result {
+                // The batch was revoked in the journal; its waiters see that.
+                eprintln!("error: applying pushed orders: {e:#}");
+                agent.last_error = Some(format!("{e:#}"));
             }
+            settled
         })
         .await
         .unwrap_or(0);

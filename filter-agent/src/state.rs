@@ -13,10 +13,18 @@ pub struct State {
     pub slots: BTreeMap<String, u32>,
     /// Incremented at every rule set applied (`edgefilter_ruleset_generation`).
     pub sequence: u64,
-    /// `order id` + NUL + entry index -> rule id. Kept across reloads and
-    /// restarts so an order's counters in the pinned maps continue.
+    /// Order id -> the rule id of each of its entries. Kept across reloads
+    /// and restarts so an order's counters in the pinned maps continue.
     #[serde(default)]
-    pub rule_ids: BTreeMap<String, u32>,
+    pub order_rule_ids: BTreeMap<String, Vec<u32>>,
+    /// The format before `order_rule_ids` (`order id` NUL `entry index` ->
+    /// rule id); read once and converted.
+    #[serde(default, skip_serializing)]
+    rule_ids: BTreeMap<String, u32>,
+    /// Rule ids in use, one bit each (so finding the lowest free id does
+    /// not walk every order at every push).
+    #[serde(skip)]
+    used: Vec<u64>,
     #[serde(skip)]
     path: PathBuf,
 }
@@ -31,7 +39,47 @@ impl State {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         state.path = path;
+        for (key, id) in std::mem::take(&mut state.rule_ids) {
+            let Some((order, index)) = key.split_once('\u{0}') else { continue };
+            let Ok(index) = index.parse::<usize>() else { continue };
+            let ids = state.order_rule_ids.entry(order.to_string()).or_default();
+            if ids.len() <= index {
+                ids.resize(index + 1, 0);
+            }
+            ids[index] = id;
+        }
+        state.used = vec![0; (filter_common::maps::MAX_RULE_IDS as usize).div_ceil(64)];
+        let ids: Vec<u32> = state.order_rule_ids.values().flatten().copied().collect();
+        for id in ids {
+            state.mark(id, true);
+        }
         Ok(state)
+    }
+
+    fn mark(&mut self, id: u32, used: bool) {
+        if id == 0 || id >= filter_common::maps::MAX_RULE_IDS {
+            return;
+        }
+        let (word, bit) = ((id / 64) as usize, id % 64);
+        if used {
+            self.used[word] |= 1 << bit;
+        } else {
+            self.used[word] &= !(1 << bit);
+        }
+    }
+
+    /// The lowest free rule id (ids start at 1).
+    fn lowest_free(&self) -> Option<u32> {
+        self.used.iter().enumerate().find_map(|(w, &bits)| {
+            let free = !bits & if w == 0 { !1 } else { !0 };
+            (free != 0).then(|| w as u32 * 64 + free.trailing_zeros())
+        })
+        .filter(|&id| id < filter_common::maps::MAX_RULE_IDS)
+    }
+
+    /// The highest rule id assigned (0 if none).
+    pub fn max_rule_id(&self) -> u32 {
+        self.order_rule_ids.values().flatten().copied().max().unwrap_or(0)
     }
 
     /// The slot of `interface`, assigning the lowest free one if new.
@@ -46,39 +94,51 @@ impl State {
     }
 
     /// Rule ids for every entry of `orders`: existing ones are kept, ids of
-    /// entries no longer present are freed, new entries get the lowest free
-    /// ids. Returns the new ids (their counters must start from zero).
-    pub fn assign_rule_ids(&mut self, orders: &[filter_common::rules::Order]) -> Result<Vec<u32>> {
-        let keys: Vec<String> = orders.iter().flat_map(|o| (0..o.entries.len()).map(move |i| rule_key(&o.id, i))).collect();
-        let wanted: std::collections::BTreeSet<&String> = keys.iter().collect();
-        let before = self.rule_ids.len();
-        self.rule_ids.retain(|k, _| wanted.contains(k));
-        let removed = self.rule_ids.len() != before;
-        let mut used: std::collections::BTreeSet<u32> = self.rule_ids.values().copied().collect();
+    /// orders (or entries) no longer present are freed, new entries get the
+    /// lowest free ids. Returns the new ids (their counters must start from
+    /// zero). Work is proportional to the number of orders, not entries.
+    pub fn assign_rule_ids<'a>(&mut self, orders: impl IntoIterator<Item = &'a filter_common::rules::Order>) -> Result<Vec<u32>> {
+        let wanted: Vec<(&str, usize)> = orders.into_iter().map(|o| (o.id.as_str(), o.entries.len())).collect();
+        let present: std::collections::HashSet<&str> = wanted.iter().map(|(id, _)| *id).collect();
+        let mut changed = false;
+        let gone: Vec<String> = self.order_rule_ids.keys().filter(|k| !present.contains(k.as_str())).cloned().collect();
+        for order in gone {
+            for id in self.order_rule_ids.remove(&order).unwrap_or_default() {
+                self.mark(id, false);
+            }
+            changed = true;
+        }
         let mut fresh = Vec::new();
-        let mut candidate = 1u32;
-        for key in keys {
-            if self.rule_ids.contains_key(&key) {
+        // New entries get the lowest free ids in the order given.
+        for (order, entries) in wanted {
+            let mut ids = self.order_rule_ids.remove(order).unwrap_or_default();
+            if ids.len() == entries && !ids.contains(&0) {
+                self.order_rule_ids.insert(order.to_string(), ids);
                 continue;
             }
-            while used.contains(&candidate) {
-                candidate += 1;
+            changed = true;
+            for id in ids.drain(entries.min(ids.len())..) {
+                self.mark(id, false);
             }
-            if candidate >= filter_common::maps::MAX_RULE_IDS {
-                anyhow::bail!("more than {} order entries loaded", filter_common::maps::MAX_RULE_IDS - 1);
+            ids.resize(entries, 0);
+            for slot in ids.iter_mut().filter(|id| **id == 0) {
+                let Some(id) = self.lowest_free() else {
+                    anyhow::bail!("more than {} order entries loaded", filter_common::maps::MAX_RULE_IDS - 1);
+                };
+                self.mark(id, true);
+                *slot = id;
+                fresh.push(id);
             }
-            used.insert(candidate);
-            self.rule_ids.insert(key, candidate);
-            fresh.push(candidate);
+            self.order_rule_ids.insert(order.to_string(), ids);
         }
-        if removed || !fresh.is_empty() {
+        if changed {
             self.save()?;
         }
         Ok(fresh)
     }
 
     pub fn rule_id(&self, order: &str, entry: usize) -> Option<u32> {
-        self.rule_ids.get(&rule_key(order, entry)).copied()
+        self.order_rule_ids.get(order).and_then(|ids| ids.get(entry)).copied().filter(|&id| id != 0)
     }
 
     /// The next rule-set sequence number. Persisted without an fsync of its
@@ -99,7 +159,8 @@ impl State {
         use std::io::Write;
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self)?)?;
+        // Compact: with thousands of pushed orders the ids are most of it.
+        f.write_all(&serde_json::to_vec(self)?)?;
         if durable {
             f.sync_all()?;
         }
@@ -108,6 +169,3 @@ impl State {
     }
 }
 
-fn rule_key(order: &str, entry: usize) -> String {
-    format!("{order}\u{0}{entry}")
-}

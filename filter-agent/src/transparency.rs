@@ -7,8 +7,11 @@
 //!   broken hash chain is refused with the chain error, nothing is
 //!   reported from it. Every rule-set change the agent applies (`load`,
 //!   `adopt`, `reload`, `push`, `revoke`, `expire`, `activate`,
-//!   `expire-activate`) carries `details.orders_in_force`, the full set of
-//!   order ids in force after it; `detach` empties the set. Replaying these
+//!   `expire-activate`) says which orders are in force after it:
+//!   `load`, `adopt` and `reload` carry `details.orders_in_force`, the full
+//!   set; the others (which happen per push) carry the change,
+//!   `in_force_added` and `in_force_removed`. `detach` empties the set.
+//!   Replaying these
 //!   in log order gives, for every order, when it entered and left force.
 //!   `stop` changes nothing: filtering stays in force while the agent is
 //!   down, and so does the report. `push`, `revoke`, `push-failed`,
@@ -386,6 +389,14 @@ fn next_set(current: &BTreeSet<String>, r: &audit::Record) -> Option<BTreeSet<St
     if let Some(list) = d.get("orders_in_force").filter(|v| v.is_array()) {
         return Some(strings(list).collect());
     }
+    if d.get("in_force_added").is_some() || d.get("in_force_removed").is_some() {
+        let mut next = current.clone();
+        for id in strings(&d["in_force_removed"]) {
+            next.remove(&id);
+        }
+        next.extend(strings(&d["in_force_added"]));
+        return Some(next);
+    }
     match r.action.as_str() {
         "detach" => Some(BTreeSet::new()),
         "revoke" => {
@@ -445,20 +456,27 @@ fn timeline(input: &Input) -> Timeline {
             start(&current, &mut tracks);
         }
         out.records_in_window += 1;
-        let order = r.details.get("order").and_then(Value::as_str).map(str::to_string);
-        match (r.action.as_str(), order) {
-            ("push-rejected", _) => out.push_rejected += 1,
-            ("revoke-rejected", _) => out.revoke_rejected += 1,
-            ("push", Some(id)) => {
-                tracks.entry(id).or_default().pushed.get_or_insert((t, r.actor.clone()));
+        // One order (`order`), or a group-committed batch (`orders`).
+        let named: Vec<String> = r.details.get("order").and_then(Value::as_str).map(str::to_string).into_iter().chain(strings(&r.details["orders"])).collect();
+        match r.action.as_str() {
+            "push-rejected" => out.push_rejected += 1,
+            "revoke-rejected" => out.revoke_rejected += 1,
+            "push" => {
+                for id in named {
+                    tracks.entry(id).or_default().pushed.get_or_insert((t, r.actor.clone()));
+                }
             }
-            ("revoke", Some(id)) => {
+            "revoke" => {
                 let reason = r.details["reason"].as_str().unwrap_or_default().to_string();
-                tracks.entry(id).or_default().revoked.get_or_insert((t, r.actor.clone(), reason));
+                for id in named {
+                    tracks.entry(id).or_default().revoked.get_or_insert((t, r.actor.clone(), reason.clone()));
+                }
             }
-            ("push-failed", Some(id)) => {
+            "push-failed" => {
                 let reason = r.details["error"].as_str().unwrap_or("could not be applied").to_string();
-                tracks.entry(id).or_default().revoked.get_or_insert((t, r.actor.clone(), reason));
+                for id in named {
+                    tracks.entry(id).or_default().revoked.get_or_insert((t, r.actor.clone(), reason.clone()));
+                }
             }
             _ => {}
         }

@@ -335,14 +335,24 @@ pub fn compile_with(rules: &RuleSet, generation: u32, limits: Limits) -> Result<
 /// (the agent passes the inactive generation of the mapped map, so the
 /// 64 MiB table is never copied).
 pub fn compile_into(rules: &RuleSet, generation: u32, limits: Limits, tbl24: &mut [u32]) -> Result<CompiledGeneration, String> {
-    compile_incremental(rules, generation, limits, tbl24, None)
+    let mut slot = Some(tbl24);
+    let mut source = || slot.take().map(|t| Box::new(t) as Tbl24).ok_or_else(|| "V4_TBL24 asked for twice".to_string());
+    compile_incremental(rules, generation, limits, &mut source, None)
 }
+
+/// One generation's `V4_TBL24` slots, however they are held (a mapping of
+/// the kernel map, or a plain vector).
+pub type Tbl24<'a> = Box<dyn std::ops::DerefMut<Target = [u32]> + 'a>;
+
+/// Gives the compiler `V4_TBL24`, only when the IPv4 layout changed:
+/// mapping 64 MiB of kernel table costs milliseconds a push need not pay.
+pub type Tbl24Source<'s, 'a> = &'s mut dyn FnMut() -> Result<Tbl24<'a>, String>;
 
 /// Like [`compile_into`], but skips the IPv4 layout (and leaves `tbl24`
 /// alone) when `held_v4` — the fingerprint of what this generation already
 /// holds — equals the new one: a push of IPv6 or L4 rules then costs no
 /// 64 MiB rewrite.
-pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl24: &mut [u32], held_v4: Option<u64>) -> Result<CompiledGeneration, String> {
+pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl24: Tbl24Source, held_v4: Option<u64>) -> Result<CompiledGeneration, String> {
     assert!(generation < GENERATIONS);
     if rules.l4.len() > MAX_L4_RULES as usize {
         return Err(format!("{} L4 rule slots; the data plane holds {MAX_L4_RULES}", rules.l4.len()));
@@ -412,7 +422,8 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
     };
     let v4_changed = held_v4 != Some(v4_fingerprint);
     let v4 = if v4_changed {
-        layout_v4(&folded_v4, &mut entries, generation, limits, tbl24)?
+        let mut slots = tbl24()?;
+        layout_v4(&folded_v4, &mut entries, generation, limits, &mut slots)?
     } else {
         // Same entry ids as the layout would give (they are interned first).
         for (_, own) in &folded_v4 {

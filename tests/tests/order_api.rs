@@ -228,3 +228,53 @@ fn acknowledged_orders_survive_sigkill_and_nothing_else_appears() {
     let rules = status["prefix_rules"].as_u64().unwrap() as usize;
     assert_eq!(rules, present.len(), "every present order is enforced whole, nothing half-applied: {status}");
 }
+
+#[test]
+fn pushed_orders_take_effect_and_expire_on_their_own() {
+    let api = setup("oexp", &["2001:db8:e1::1", "2001:db8:e2::1"]);
+    let expiring = api.h.flow("2001:db8:e1::1", 7411);
+    let pending = api.h.flow("2001:db8:e2::1", 7412);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(expiring.received() > 50 && pending.received() > 50, "traffic passes before the orders");
+
+    // Whole seconds on the wire: expires 3 s from the next second.
+    let base = Utc::now() + chrono::Duration::seconds(1);
+    let mut short = order("REG-EXP-1", "2001:db8:e1::/48");
+    short["expires"] = json!(ts(base + chrono::Duration::seconds(3)));
+    let (status, body) = api.push("regulator-bot", &api.signed(short));
+    assert_eq!((status, body["status"].as_str()), (201, Some("enforced")), "{body}");
+    let mut later = order("REG-PEND-1", "2001:db8:e2::/48");
+    later["effective"] = json!(ts(base + chrono::Duration::seconds(2)));
+    let (status, body) = api.push("regulator-bot", &api.signed(later));
+    assert_eq!((status, body["status"].as_str()), (201, Some("pending")), "{body}");
+
+    // Right after the pushes: the first blocks, the second not yet.
+    let (e0, p0) = (expiring.received(), pending.received());
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(expiring.received(), e0, "the pushed order blocks at once");
+    assert!(pending.received() > p0 + 20, "a pending order does not block before `effective`");
+
+    // Past `effective` of the second and `expires` of the first (plus the
+    // agent's tick): the roles swap, with nobody touching the agent.
+    let settle = (base + chrono::Duration::seconds(3) - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(1500);
+    std::thread::sleep(settle);
+    let (e1, p1) = (expiring.received(), pending.received());
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(expiring.received() > e1 + 20, "an expired pushed order stops blocking");
+    assert_eq!(pending.received(), p1, "a pending pushed order blocks from `effective`");
+    expiring.stop();
+    pending.stop();
+
+    let (_, shown) = api.call("GET", "/v1/orders/REG-EXP-1", "dashboard", None);
+    assert_eq!(shown["state"], "expired", "{shown}");
+    let (_, shown) = api.call("GET", "/v1/orders/REG-PEND-1", "dashboard", None);
+    assert_eq!(shown["state"], "in-force", "{shown}");
+    let audit = std::fs::read_to_string(api.h.state_dir().join("audit.jsonl")).unwrap();
+    let records: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let named = |action: &str, key: &str, id: &str| {
+        records.iter().any(|r| r["action"].as_str().is_some_and(|a| a.contains(action)) && r["details"][key].as_array().is_some_and(|l| l.iter().any(|v| v == id)))
+    };
+    assert!(named("expire", "expired", "REG-EXP-1"), "the audit log records the expiry: {audit}");
+    assert!(named("activate", "activated", "REG-PEND-1"), "the audit log records the activation: {audit}");
+    assert!(named("push", "in_force_added", "REG-EXP-1"), "the push records what entered force: {audit}");
+}

@@ -100,6 +100,15 @@ fn fixture(tag: &str) -> Fixture {
         }
         d
     };
+    // Pushes, revokes and validity changes record only the change (as the
+    // agent writes them since the order API); loads and reloads the full set.
+    let delta = |n: u64, added: &[&str], removed: &[&str], count: usize, extra: Value| {
+        let mut d = json!({ "sequence": n, "generation": n % 2, "in_force_added": added, "in_force_removed": removed, "orders_in_force_count": count, "prefix_rules": 3, "l4_slots": 0, "seconds": 0.01 });
+        for (k, v) in extra.as_object().unwrap() {
+            d[k] = v.clone();
+        }
+        d
+    };
     let now = Utc::now();
     append("load", "operator:uid=0", "load", apply(1, &["FILE-1"], json!({ "pins": "/sys/fs/bpf/edgefilter" })));
 
@@ -109,23 +118,24 @@ fn fixture(tag: &str) -> Fixture {
     ]));
     let signed = SignedOrder { signature: wire::sign(&reg1, &key), order: reg1 };
     assert_eq!(store.push("REG-1", &signed, REGULATOR, Utc::now()).unwrap(), PushOutcome::Created);
-    append("push1", REGULATOR, "push", apply(2, &["FILE-1", "REG-1"], json!({ "order": "REG-1" })));
+    append("push1", REGULATOR, "push", delta(2, &["REG-1"], &[], 2, json!({ "orders": ["REG-1"] })));
 
     append("rejected", REGULATOR, "push-rejected", json!({ "reason": "invalid order: 1 problem(s)", "fields": [{ "field": "order.expires", "message": "the order has already expired" }], "bytes": 512 }));
 
     let noc1 = order("NOC-1", "Example ISP NOC", "attack", now - chrono::Duration::minutes(1), json!([{ "prefixes": ["192.0.2.0/24"] }]));
     assert_eq!(store.push("NOC-1", &SignedOrder { order: noc1, signature: String::new() }, NOC, Utc::now()).unwrap(), PushOutcome::Created);
+    // The full-set form of earlier versions still replays.
     append("push2", NOC, "push", apply(3, &["FILE-1", "NOC-1", "REG-1"], json!({ "order": "NOC-1" })));
 
     assert_eq!(store.revoke("REG-1", REGULATOR, "court ruling lifted").unwrap(), RevokeOutcome::Revoked);
-    append("revoke", REGULATOR, "revoke", apply(4, &["FILE-1", "NOC-1"], json!({ "order": "REG-1", "reason": "court ruling lifted" })));
+    append("revoke", REGULATOR, "revoke", delta(4, &[], &["REG-1"], 2, json!({ "order": "REG-1", "reason": "court ruling lifted" })));
 
-    append("expire", "agent", "expire", apply(5, &["FILE-1"], json!({ "expired": ["NOC-1"], "activated": [] })));
+    append("expire", "agent", "expire", delta(5, &[], &["NOC-1"], 1, json!({ "expired": ["NOC-1"], "activated": [] })));
 
     let reg2 = order("REG-2", "example-regulator", "legal", now + chrono::Duration::days(1), json!([{ "prefixes": ["198.51.100.0/24"] }]));
     let signed = SignedOrder { signature: wire::sign(&reg2, &key), order: reg2 };
     assert_eq!(store.push("REG-2", &signed, REGULATOR, Utc::now()).unwrap(), PushOutcome::Created);
-    append("push3", REGULATOR, "push", apply(6, &["FILE-1"], json!({ "order": "REG-2" })));
+    append("push3", REGULATOR, "push", delta(6, &[], &[], 1, json!({ "orders": ["REG-2"] })));
 
     append("stop", "agent", "stop", json!({ "filtering": "stays in force", "pins": "/sys/fs/bpf/edgefilter" }));
     Fixture { dir, at }

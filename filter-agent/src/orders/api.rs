@@ -31,6 +31,9 @@ use crate::run::Shared;
 
 pub struct ApiState {
     pub agent: Shared,
+    /// Pushes are journaled under this lock alone, while rule sets apply.
+    pub journal: crate::run::SharedJournal,
+    pub order_enforcement: prometheus::Histogram,
     pub api: Api,
     pub authorities: Vec<Authority>,
     /// Wakes the group-commit applier.
@@ -119,7 +122,9 @@ async fn push(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Respon
     };
     let id = order.id.clone();
     let pending = order.effective > now;
-    let outcome = with_agent(&ctx, move |a| a.push_order(&id, &signed, &who, now)).await;
+    let journal = ctx.journal.clone();
+    let who2 = who.clone();
+    let outcome = tokio::task::spawn_blocking(move || journal.lock().expect("journal lock").push(&signed, order, &who2, now)).await.expect("journal task");
     match outcome {
         Ok((PushOutcome::Created, seq)) => {
             // Journaled and fsynced; now wait for the applier's next batch.
@@ -128,19 +133,32 @@ async fn push(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Respon
             if applied.wait_for(|&settled| settled >= seq).await.is_err() {
                 return error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
             }
-            let id = order.id.clone();
-            let refused = with_agent(&ctx, move |a| a.store.as_ref().and_then(|s| s.get(&id)).and_then(|o| o.revoked.clone())).await;
+            let seconds = received.elapsed().as_secs_f64();
+            let journal = ctx.journal.clone();
+            let lookup = id.clone();
+            let refused = tokio::task::spawn_blocking(move || journal.lock().expect("journal lock").store.get(&lookup).and_then(|o| o.revoked.clone()))
+                .await
+                .expect("journal task");
             if let Some(r) = refused {
                 return error(StatusCode::INSUFFICIENT_STORAGE, format!("order journaled but {}; it was revoked", r.reason));
             }
-            let seconds = received.elapsed().as_secs_f64();
-            with_agent(&ctx, move |a| a.metrics.order_enforcement.observe(seconds)).await;
+            ctx.order_enforcement.observe(seconds);
             let status = if pending { "pending" } else { "enforced" };
-            (StatusCode::CREATED, Json(json!({ "id": order.id, "status": status, "enforcement_seconds": seconds }))).into_response()
+            (StatusCode::CREATED, Json(json!({ "id": id, "status": status, "enforcement_seconds": seconds }))).into_response()
         }
-        Ok((PushOutcome::Duplicate, _)) => Json(json!({ "id": order.id, "status": "unchanged", "note": "same id and content: already accepted" })).into_response(),
-        Ok((PushOutcome::Conflict, _)) => error(StatusCode::CONFLICT, format!("order {} already exists with different content: refused as a replay", order.id)),
-        Ok((PushOutcome::Revoked, _)) => error(StatusCode::CONFLICT, format!("order {} was revoked; order ids are not reused", order.id)),
+        Ok((outcome @ PushOutcome::Duplicate, _)) => {
+            let details = json!({ "order": id, "outcome": format!("{outcome:?}") });
+            let _ = with_agent(&ctx, move |a| a.audit_event(&who, "push-unchanged", details)).await;
+            Json(json!({ "id": id, "status": "unchanged", "note": "same id and content: already accepted" })).into_response()
+        }
+        Ok((outcome, _)) => {
+            let details = json!({ "order": id, "outcome": format!("{outcome:?}") });
+            let _ = with_agent(&ctx, move |a| a.audit_event(&who, "push-unchanged", details)).await;
+            match outcome {
+                PushOutcome::Conflict => error(StatusCode::CONFLICT, format!("order {id} already exists with different content: refused as a replay")),
+                _ => error(StatusCode::CONFLICT, format!("order {id} was revoked; order ids are not reused")),
+            }
+        }
         Err(e) => error(StatusCode::INSUFFICIENT_STORAGE, format!("{e:#}")),
     }
 }
@@ -183,7 +201,7 @@ async fn revoke(State(ctx): State<Ctx>, headers: HeaderMap, Path(id): Path<Strin
     let reason = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["reason"].as_str().map(str::to_string)).unwrap_or_else(|| "revoked".into());
     let who = actor(&client);
     with_agent(&ctx, move |a| {
-        let Some(stored) = a.store.as_ref().and_then(|s| s.get(&id)).cloned() else {
+        let Some(stored) = a.journal.as_ref().and_then(|j| j.lock().expect("journal lock").store.get(&id).cloned()) else {
             return error(StatusCode::NOT_FOUND, format!("no pushed order {id}"));
         };
         let authority = stored.signed.order["authority"].as_str().unwrap_or_default().to_string();

@@ -243,14 +243,14 @@ impl RuleSet {
     /// Like [`RuleSet::build`], with rule ids chosen by `id_for(order,
     /// entry index)` (the agent keeps them stable across reloads so
     /// per-order counters continue). Ids must be unique, 1..MAX_RULE_IDS.
-    pub fn build_with(
+    pub fn build_with<'a>(
         settings: Settings,
-        orders: &[Order],
+        orders: impl IntoIterator<Item = &'a Order>,
         now: DateTime<Utc>,
         mut id_for: impl FnMut(&Order, usize) -> Result<u32, String>,
     ) -> Result<RuleSet, String> {
         let mut rs = RuleSet { settings, ..RuleSet::default() };
-        for order in orders.iter().filter(|o| o.is_active(now)) {
+        for order in orders.into_iter().filter(|o| o.is_active(now)) {
             let dry_run = order.action == Action::DryRun;
             for (index, entry) in order.entries.iter().enumerate() {
                 let rule_id = id_for(order, index)?;
