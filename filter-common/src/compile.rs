@@ -14,6 +14,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::maps::*;
+use crate::names::{suffix_hashes, NameHash};
+use crate::rules::domain::DomainScope;
+use crate::rules::ruleset::{DomainAction, DomainRule};
 use crate::rules::{RuleSet, Scope};
 
 /// Sizes the compiler must respect; they mirror the maps' sizes.
@@ -381,10 +384,16 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         own[family(&p.net)].push((key_bits(&p.net), o));
     }
 
+    let [dns_ports, tls_ports, http_ports] = rules.settings.l7_ports()?;
     let mut meta = GenerationMeta {
         flags: if rules.settings.fail_closed { META_FAIL_CLOSED } else { 0 },
         fragment_policy: rules.settings.fragment_policy,
         l4_rule_count: rules.l4.len() as u32,
+        name_seeds: rules.settings.name_seeds,
+        domain_rules: u32::try_from(rules.domains.len()).map_err(|_| "more than 2^32 domain rules".to_string())?,
+        dns_ports,
+        tls_ports,
+        http_ports,
         ..GenerationMeta::default()
     };
     // L4 scopes: one bitmap per prefix, accumulated, then interned.
@@ -483,5 +492,116 @@ fn l4_rule(r: &crate::rules::L4Slot) -> L4Rule {
         src_port_max: sp.max,
         dst_port_min: dp.min,
         dst_port_max: dp.max,
+    }
+}
+
+/// How [`compile_domains`] says two names share a map key: the agent
+/// picks new seeds when an error starts with this.
+pub const DOMAIN_HASH_COLLISION: &str = "domain hash collision";
+
+/// The `DOMAINS` map contents for `rules`: one entry per distinct rule
+/// name, keyed by the first hash of the whole name (`crate::names`, the
+/// last of [`suffix_hashes`]) and checked by the second.
+///
+/// An exact rule (`example.com`) fills the entry's exact slot, a
+/// subdomain rule (`*.example.com`) its sub slot, and `.example.com`
+/// both. Per slot, a [`DomainAction::Pass`] rule beats every other;
+/// otherwise the lowest rule id among drop / NXDOMAIN / REFUSED rules
+/// acts. Dry-run rules (any action) only fill the dry-run slot, lowest
+/// rule id first: they are counted, never act. Which slot of which
+/// suffix decides for a name (the most specific) is the data plane's
+/// walk, not this function's.
+///
+/// Two different names whose hashes share the key but not the check are
+/// an error starting with [`DOMAIN_HASH_COLLISION`] (about one chance in
+/// 2^40 for a million rules): the caller picks new seeds.
+pub fn compile_domains(rules: &RuleSet, seeds: NameHash) -> Result<HashMap<u64, DomainEntry>, String> {
+    compile_domains_by(rules, |rule| name_hash(&seeds, rule))
+}
+
+fn compile_domains_by(rules: &RuleSet, hash: impl Fn(&DomainRule) -> Result<NameHash, String>) -> Result<HashMap<u64, DomainEntry>, String> {
+    let mut map: HashMap<u64, DomainEntry> = HashMap::with_capacity(rules.domains.len());
+    for (i, rule) in rules.domains.iter().enumerate() {
+        let h = hash(rule)?;
+        let entry = map.entry(h[0]).or_insert_with(|| DomainEntry { check: h[1], ..DomainEntry::default() });
+        if entry.check != h[1] {
+            // Rare enough to look for the other name the slow way.
+            let other = rules.domains[..i]
+                .iter()
+                .find(|r| hash(r).is_ok_and(|o| o[0] == h[0] && o[1] != h[1]))
+                .map_or("?", |r| r.pattern.name.as_str());
+            return Err(format!(
+                "{DOMAIN_HASH_COLLISION}: `{}` and `{other}` share a map key (a 1 in 2^64 chance per pair); new hash seeds are needed",
+                rule.pattern.name
+            ));
+        }
+        let (exact, sub) = match rule.pattern.scope {
+            DomainScope::Exact => (true, false),
+            DomainScope::Subdomains => (false, true),
+            DomainScope::ApexAndSubdomains => (true, true),
+        };
+        if exact {
+            add_to_slot(&mut entry.exact_rule, &mut entry.exact_action, &mut entry.exact_dry_rule, rule);
+        }
+        if sub {
+            add_to_slot(&mut entry.sub_rule, &mut entry.sub_action, &mut entry.sub_dry_rule, rule);
+        }
+    }
+    Ok(map)
+}
+
+/// The hash of a rule's whole name (its last suffix hash).
+fn name_hash(seeds: &NameHash, rule: &DomainRule) -> Result<NameHash, String> {
+    let name = &rule.pattern.name;
+    suffix_hashes(seeds, name.as_bytes())
+        .and_then(|h| h.last().copied())
+        .ok_or_else(|| format!("domain rule {} has a name the data plane cannot hash: `{name}`", rule.rule_id))
+}
+
+/// One rule into one slot: pass first, then the lowest rule id.
+fn add_to_slot(rule_slot: &mut u32, action_slot: &mut u8, dry_slot: &mut u32, rule: &DomainRule) {
+    if rule.dry_run {
+        *dry_slot = lowest(*dry_slot, rule.rule_id);
+        return;
+    }
+    let is_pass = |a: u8| a == DOMAIN_PASS;
+    let new = rule.action.code();
+    let replace = *action_slot == DOMAIN_NONE
+        || (rule.action == DomainAction::Pass && !is_pass(*action_slot))
+        || (is_pass(new) == is_pass(*action_slot) && rule.rule_id < *rule_slot);
+    if replace {
+        *rule_slot = rule.rule_id;
+        *action_slot = new;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::ruleset::DomainRule;
+    use crate::rules::DomainPattern;
+
+    #[test]
+    fn a_key_shared_by_two_names_is_an_error_naming_both() {
+        let rule = |id: u32, name: &str| DomainRule {
+            rule_id: id,
+            pattern: DomainPattern::parse(name).unwrap(),
+            action: DomainAction::Drop,
+            dry_run: false,
+        };
+        let rules = RuleSet {
+            domains: vec![rule(1, "a.example"), rule(2, "*.a.example"), rule(3, "b.example")],
+            ..RuleSet::default()
+        };
+        // Every name on key 7; the check tells them apart.
+        let fake = |r: &DomainRule| Ok([7, r.pattern.name.len() as u64 + u64::from(r.pattern.name.starts_with('b'))]);
+        let err = compile_domains_by(&rules, fake).unwrap_err();
+        assert!(err.starts_with(DOMAIN_HASH_COLLISION), "{err}");
+        assert!(err.contains("`b.example` and `a.example`"), "{err}");
+        // The same name twice (two scopes) is one entry, not a collision.
+        let rules = RuleSet { domains: rules.domains[..2].to_vec(), ..RuleSet::default() };
+        let map = compile_domains_by(&rules, fake).unwrap();
+        assert_eq!(map.len(), 1);
+        assert_eq!((map[&7].exact_rule, map[&7].sub_rule), (1, 2));
     }
 }

@@ -18,3 +18,5 @@ pub mod reference;
 pub mod rules;
 #[cfg(feature = "user")]
 pub mod compile;
+#[cfg(feature = "user")]
+pub mod signatures;

@@ -7,8 +7,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::domain::DomainPattern;
 use super::error::{RuleError, RuleErrors};
-use super::ruleset::{Direction, PortRange, Scope, TcpFlags};
+use super::ruleset::{Direction, DomainAction, PortRange, Scope, TcpFlags};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -71,6 +72,10 @@ pub struct Entry {
 pub enum EntryKind {
     Prefixes { nets: Vec<IpNet>, direction: Direction },
     L4(L4Entry),
+    /// Names (DNS query, TLS SNI, HTTP Host), each pattern once, in the
+    /// order given. `action` is the DNS answer (`dns_answer`); TLS and
+    /// HTTP connections to a blocked name are always dropped.
+    Domains { patterns: Vec<DomainPattern>, action: DomainAction },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -115,6 +120,8 @@ struct RawEntry {
     tcp_flags: Option<Spanned<String>>,
     icmp_type: Option<Spanned<i64>>,
     icmp_code: Option<Spanned<i64>>,
+    domains: Option<Vec<Spanned<String>>>,
+    dns_answer: Option<Spanned<String>>,
 }
 
 /// Collects errors located in one file's text.
@@ -206,6 +213,40 @@ pub fn parse_direction(text: &str) -> Result<Direction, String> {
     }
 }
 
+/// A `domains` entry's `dns_answer`: `nxdomain` (the default), `refused`
+/// or `drop`.
+pub fn parse_dns_answer(text: &str) -> Result<DomainAction, String> {
+    match text {
+        "nxdomain" => Ok(DomainAction::Nxdomain),
+        "refused" => Ok(DomainAction::Refused),
+        "drop" => Ok(DomainAction::Drop),
+        other => Err(format!("dns_answer `{other}`: expected `nxdomain`, `refused` or `drop`")),
+    }
+}
+
+/// The fields of an entry that only L4 rules have.
+pub const L4_ONLY_FIELDS: [&str; 7] =
+    ["source", "destination", "source_ports", "destination_ports", "tcp_flags", "icmp_type", "icmp_code"];
+
+/// Patterns of a `domains` list, each once (first kept), or for each bad
+/// one its index and the reason.
+pub fn parse_domain_list<'a>(items: impl IntoIterator<Item = &'a str>) -> (Vec<DomainPattern>, Vec<(usize, String)>) {
+    let mut patterns: Vec<DomainPattern> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut errors = Vec::new();
+    for (i, text) in items.into_iter().enumerate() {
+        match DomainPattern::parse(text) {
+            Ok(p) => {
+                if seen.insert(p.clone()) {
+                    patterns.push(p);
+                }
+            }
+            Err(msg) => errors.push((i, format!("`{}`: {msg}", text.trim()))),
+        }
+    }
+    (patterns, errors)
+}
+
 /// An IP protocol given by name (case-insensitive).
 pub fn protocol_number(name: &str) -> Result<u8, String> {
     match name.to_ascii_lowercase().as_str() {
@@ -239,25 +280,32 @@ fn entry(cx: &mut Ctx<'_>, raw: &Spanned<RawEntry>) -> Option<Entry> {
     let line = cx.line(raw);
     let e = raw.get_ref();
     let before = cx.errors.len();
+    if let Some(list) = &e.domains {
+        if e.prefixes.is_some() || e.protocol.is_some() {
+            cx.errors.push(RuleError::new(
+                cx.file,
+                line,
+                "an entry has one of `prefixes` (block addresses), `protocol` (L4 rule) or `domains` (block names)",
+            ));
+            return None;
+        }
+        let kind = domains_entry(cx, line, e, list);
+        return (cx.errors.len() == before).then(|| Entry { line, comment: e.comment.clone(), kind });
+    }
+    if let Some(a) = &e.dns_answer {
+        cx.err(a, "`dns_answer` applies to `domains` entries");
+    }
     let kind = match (&e.prefixes, &e.protocol) {
         (Some(_), Some(p)) => {
             cx.err(p, "an entry has either `prefixes` (block addresses) or `protocol` (L4 rule), not both");
             return None;
         }
         (None, None) => {
-            cx.errors.push(RuleError::new(cx.file, line, "entry needs `prefixes` or `protocol`"));
+            cx.errors.push(RuleError::new(cx.file, line, "entry needs `prefixes`, `protocol` or `domains`"));
             return None;
         }
         (Some(list), None) => {
-            for (name, present) in [
-                ("source", e.source.is_some()),
-                ("destination", e.destination.is_some()),
-                ("source_ports", e.source_ports.is_some()),
-                ("destination_ports", e.destination_ports.is_some()),
-                ("tcp_flags", e.tcp_flags.is_some()),
-                ("icmp_type", e.icmp_type.is_some()),
-                ("icmp_code", e.icmp_code.is_some()),
-            ] {
+            for (name, present) in l4_fields_present(e) {
                 if present {
                     cx.errors.push(RuleError::new(cx.file, line, format!("`{name}` needs `protocol`; a `prefixes` entry blocks whole addresses")));
                 }
@@ -283,6 +331,47 @@ fn entry(cx: &mut Ctx<'_>, raw: &Spanned<RawEntry>) -> Option<Entry> {
         }
     };
     (cx.errors.len() == before).then(|| Entry { line, comment: e.comment.clone(), kind })
+}
+
+fn l4_fields_present(e: &RawEntry) -> [(&'static str, bool); 7] {
+    let present = [
+        e.source.is_some(),
+        e.destination.is_some(),
+        e.source_ports.is_some(),
+        e.destination_ports.is_some(),
+        e.tcp_flags.is_some(),
+        e.icmp_type.is_some(),
+        e.icmp_code.is_some(),
+    ];
+    std::array::from_fn(|i| (L4_ONLY_FIELDS[i], present[i]))
+}
+
+/// `domains = [...]` with optional `dns_answer`: every bad name reported
+/// at its own line.
+fn domains_entry(cx: &mut Ctx<'_>, line: usize, e: &RawEntry, list: &[Spanned<String>]) -> EntryKind {
+    for (name, present) in l4_fields_present(e) {
+        if present {
+            cx.errors.push(RuleError::new(cx.file, line, format!("`{name}` does not apply to a `domains` entry (it blocks names)")));
+        }
+    }
+    if let Some(d) = &e.direction {
+        cx.err(d, "`direction` applies to `prefixes`; a `domains` entry matches the name a client asks for");
+    }
+    if list.is_empty() {
+        cx.errors.push(RuleError::new(cx.file, line, "`domains` is empty"));
+    }
+    let (patterns, bad) = parse_domain_list(list.iter().map(|s| s.get_ref().as_str()));
+    for (i, msg) in bad {
+        cx.err(&list[i], msg);
+    }
+    let action = match &e.dns_answer {
+        None => DomainAction::Nxdomain,
+        Some(a) => parse_dns_answer(a.get_ref()).unwrap_or_else(|msg| {
+            cx.err(a, msg);
+            DomainAction::Nxdomain
+        }),
+    };
+    EntryKind::Domains { patterns, action }
 }
 
 fn l4_entry(cx: &mut Ctx<'_>, e: &RawEntry, proto: &Spanned<toml::Value>) -> L4Entry {

@@ -2,8 +2,9 @@
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
+use super::domain::DomainPattern;
 use super::order_file::{Action, Category, EntryKind, Order};
-use crate::maps::{FRAG_DROP_ALL, FRAG_DROP_NON_FIRST, FRAG_PASS, MAX_L4_RULES, MAX_RULE_IDS};
+use crate::maps::{FRAG_DROP_ALL, FRAG_DROP_NON_FIRST, FRAG_PASS, MAX_L4_RULES, MAX_L7_PORTS, MAX_RULE_IDS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -162,6 +163,75 @@ impl L4Slot {
     }
 }
 
+/// What a domain rule does to a matching name.
+///
+/// For a DNS query the kernel drops it or answers it; a TLS ClientHello or
+/// an HTTP request naming a blocked name is dropped with the rest of its
+/// connection whatever the action (there is nothing to answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DomainAction {
+    /// Drop the query (the client times out and retries elsewhere).
+    Drop,
+    /// Answer NXDOMAIN ("no such name") from the kernel.
+    Nxdomain,
+    /// Answer REFUSED from the kernel.
+    Refused,
+    /// Allowlist (RPZ `passthru`): the name passes whatever less specific
+    /// rules say.
+    Pass,
+}
+
+impl DomainAction {
+    /// `drop`, `nxdomain`, `refused`, `pass`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DomainAction::Drop => "drop",
+            DomainAction::Nxdomain => "nxdomain",
+            DomainAction::Refused => "refused",
+            DomainAction::Pass => "pass",
+        }
+    }
+
+    /// The `DOMAIN_*` action code of the kernel map.
+    pub fn code(self) -> u8 {
+        match self {
+            DomainAction::Drop => crate::maps::DOMAIN_DROP,
+            DomainAction::Nxdomain => crate::maps::DOMAIN_NXDOMAIN,
+            DomainAction::Refused => crate::maps::DOMAIN_REFUSED,
+            DomainAction::Pass => crate::maps::DOMAIN_PASS,
+        }
+    }
+}
+
+/// Block (or allow) a domain name pattern in DNS queries, TLS SNI and
+/// HTTP Host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainRule {
+    pub rule_id: u32,
+    pub pattern: DomainPattern,
+    pub action: DomainAction,
+    pub dry_run: bool,
+}
+
+/// Which destination ports the data plane reads names on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortKind {
+    Dns,
+    Tls,
+    Http,
+}
+
+impl PortKind {
+    /// The configuration key: `dns_ports`, `tls_ports`, `http_ports`.
+    pub fn key(self) -> &'static str {
+        match self {
+            PortKind::Dns => "dns_ports",
+            PortKind::Tls => "tls_ports",
+            PortKind::Http => "http_ports",
+        }
+    }
+}
+
 /// Settings that are not orders but change verdicts (agent configuration).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -171,15 +241,68 @@ pub struct Settings {
     pub fail_closed: bool,
     /// `FRAG_*` per IP protocol number.
     pub fragment_policy: [u8; 256],
+    /// Destination ports of DNS (UDP and TCP), TLS and HTTP where domain
+    /// names are read; at most [`MAX_L7_PORTS`] each, none 0 (see
+    /// [`Settings::set_ports`]).
+    pub dns_ports: Vec<u16>,
+    pub tls_ports: Vec<u16>,
+    pub http_ports: Vec<u16>,
+    /// Seeds of the domain name hashes (`crate::names`): random per
+    /// installation, constant while the kernel's `DOMAINS` map lives.
+    pub name_seeds: [u64; 2],
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { allow: Vec::new(), fail_closed: false, fragment_policy: [FRAG_PASS; 256] }
+        Settings {
+            allow: Vec::new(),
+            fail_closed: false,
+            fragment_policy: [FRAG_PASS; 256],
+            dns_ports: vec![53],
+            tls_ports: vec![443],
+            http_ports: vec![80],
+            name_seeds: [0; 2],
+        }
     }
 }
 
 impl Settings {
+    /// Sets the ports of one kind: at most [`MAX_L7_PORTS`], each 1-65535,
+    /// none twice. An empty list turns that kind of name lookup off.
+    pub fn set_ports(&mut self, kind: PortKind, ports: &[u16]) -> Result<(), String> {
+        check_ports(kind, ports)?;
+        *self.ports_mut(kind) = ports.to_vec();
+        Ok(())
+    }
+
+    pub fn ports(&self, kind: PortKind) -> &[u16] {
+        match kind {
+            PortKind::Dns => &self.dns_ports,
+            PortKind::Tls => &self.tls_ports,
+            PortKind::Http => &self.http_ports,
+        }
+    }
+
+    fn ports_mut(&mut self, kind: PortKind) -> &mut Vec<u16> {
+        match kind {
+            PortKind::Dns => &mut self.dns_ports,
+            PortKind::Tls => &mut self.tls_ports,
+            PortKind::Http => &mut self.http_ports,
+        }
+    }
+
+    /// The ports of every kind as the kernel takes them (0 = unused slot),
+    /// or the first problem.
+    pub fn l7_ports(&self) -> Result<[[u16; MAX_L7_PORTS]; 3], String> {
+        let mut out = [[0u16; MAX_L7_PORTS]; 3];
+        for (i, kind) in [PortKind::Dns, PortKind::Tls, PortKind::Http].into_iter().enumerate() {
+            let ports = self.ports(kind);
+            check_ports(kind, ports)?;
+            out[i][..ports.len()].copy_from_slice(ports);
+        }
+        Ok(out)
+    }
+
     /// Parses `proto=policy[,proto=policy...]`, protocols by name
     /// (tcp, udp, icmp, icmpv6, other = every protocol not named) or number,
     /// policies `pass`, `drop-non-first`, `drop-all`.
@@ -219,12 +342,28 @@ impl Settings {
     }
 }
 
+fn check_ports(kind: PortKind, ports: &[u16]) -> Result<(), String> {
+    let key = kind.key();
+    if ports.len() > MAX_L7_PORTS {
+        return Err(format!("{key}: {} ports; the data plane reads names on at most {MAX_L7_PORTS} ports of each kind", ports.len()));
+    }
+    if ports.contains(&0) {
+        return Err(format!("{key}: port 0 is not a port"));
+    }
+    if let Some(p) = ports.iter().enumerate().find_map(|(i, p)| ports[..i].contains(p).then_some(p)) {
+        return Err(format!("{key}: port {p} listed twice"));
+    }
+    Ok(())
+}
+
 /// Everything in force at one instant.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RuleSet {
     pub settings: Settings,
     pub prefixes: Vec<PrefixRule>,
     pub l4: Vec<L4Slot>,
+    /// Domain rules, in order and entry order (one per name of an entry).
+    pub domains: Vec<DomainRule>,
     /// Provenance of every rule id, sorted by id.
     pub rules: Vec<RuleInfo>,
 }
@@ -270,6 +409,14 @@ impl RuleSet {
                 match &entry.kind {
                     EntryKind::Prefixes { nets, direction } => {
                         rs.prefixes.extend(nets.iter().map(|&net| PrefixRule { rule_id, net, direction: *direction, dry_run }));
+                    }
+                    EntryKind::Domains { patterns, action } => {
+                        rs.domains.extend(patterns.iter().map(|pattern| DomainRule {
+                            rule_id,
+                            pattern: pattern.clone(),
+                            action: *action,
+                            dry_run,
+                        }));
                     }
                     EntryKind::L4(l4) => {
                         let some_or_any = |v: &Vec<PortRange>| if v.is_empty() { vec![None] } else { v.iter().copied().map(Some).collect() };
