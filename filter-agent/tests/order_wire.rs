@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeZone, Utc};
 use filter_agent::orders::wire::{
     canonical_bytes, generate_key, load_signing_key, parse_order, parse_public_key, sign, verify, FieldError,
-    Limits, SignedOrder, DOMAIN_ENTRY_REFUSED,
+    Limits, SignedOrder, URL_ENTRY_REFUSED,
 };
 use filter_common::rules::order_file::EntryKind;
-use filter_common::rules::{Action, Category, Direction, PortRange, Scope};
+use filter_common::rules::ruleset::DomainAction;
+use filter_common::rules::{Action, Category, DomainPattern, Direction, PortRange, Scope};
 use serde_json::{json, Value};
 
 const LIMITS: Limits = Limits { max_entries: 10 };
@@ -433,17 +434,110 @@ fn entries_empty_too_many_and_domains() {
     let many: Vec<Value> = (0..11).map(|_| json!({ "protocol": "gre" })).collect();
     only_error(&with(|o| o["entries"] = json!(many)), "order.entries", "at most 10");
 
-    for key in ["domain", "domains", "url", "urls"] {
-        let o = with(|o| o["entries"][1] = json!({ key: ["example.com"] }));
+    // A domains entry counts one per name.
+    let nine: Vec<String> = (0..9).map(|i| format!("n{i}.example")).collect();
+    parse_order(&with(|o| o["entries"] = json!([{ "domains": nine }, { "protocol": "gre" }])), &LIMITS, now()).unwrap();
+    only_error(
+        &with(|o| o["entries"] = json!([{ "domains": nine }, { "domains": ["a.example", "b.example"] }])),
+        "order.entries",
+        "too many entries: 11",
+    );
+
+    for key in ["url", "urls"] {
+        let o = with(|o| o["entries"][1] = json!({ key: ["https://example.com/page"] }));
         let errors = errors_of(&o);
-        assert_eq!(
-            errors,
-            vec![FieldError { field: format!("order.entries[1].{key}"), message: DOMAIN_ENTRY_REFUSED.into() }]
-        );
+        assert_eq!(errors, vec![FieldError { field: format!("order.entries[1].{key}"), message: URL_ENTRY_REFUSED.into() }]);
     }
     assert_eq!(
-        DOMAIN_ENTRY_REFUSED,
-        "domain and URL entries are not enforced yet (domain blocking is a later release); this order is refused rather than partly applied"
+        URL_ENTRY_REFUSED,
+        "URL entries are not enforced: a packet filter sees the name a client asks for, not the path (block the name with a `domains` entry); this order is refused rather than partly applied"
+    );
+    let errors = errors_of(&with(|o| o["entries"][1] = json!({ "domain": "example.com" })));
+    assert_eq!(
+        errors,
+        [
+            FieldError { field: "order.entries[1].domain".into(), message: "unknown field `domain`: names go in `domains`, a list".into() },
+            FieldError { field: "order.entries[1]".into(), message: "entry needs `prefixes`, `protocol` or `domains`".into() },
+        ]
+    );
+}
+
+#[test]
+fn domains_entries_are_accepted() {
+    let o = parse_order(
+        &with(|o| {
+            o["entries"] = json!([
+                { "comment": "annex B", "domains": ["Example.COM.", "*.example.net", ".example.org", "bücher.example", "example.com"] },
+                { "domains": ["refused.example"], "dns_answer": "refused" },
+                { "domains": ["dropped.example"], "dns_answer": "drop", "comment": null },
+                { "domains": ["nx.example"], "dns_answer": null }
+            ])
+        }),
+        &LIMITS,
+        now(),
+    )
+    .unwrap();
+    let pats = |list: &[&str]| list.iter().map(|p| DomainPattern::parse(p).unwrap()).collect::<Vec<_>>();
+    let kinds: Vec<EntryKind> = o.entries.iter().map(|e| e.kind.clone()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EntryKind::Domains {
+                patterns: pats(&["example.com", "*.example.net", ".example.org", "xn--bcher-kva.example"]),
+                action: DomainAction::Nxdomain
+            },
+            EntryKind::Domains { patterns: pats(&["refused.example"]), action: DomainAction::Refused },
+            EntryKind::Domains { patterns: pats(&["dropped.example"]), action: DomainAction::Drop },
+            EntryKind::Domains { patterns: pats(&["nx.example"]), action: DomainAction::Nxdomain },
+        ]
+    );
+    assert_eq!(o.entries[0].comment.as_deref(), Some("annex B"));
+    assert_eq!(o.entries.iter().map(|e| e.line).collect::<Vec<_>>(), [1, 2, 3, 4]);
+}
+
+#[test]
+fn domains_entry_problems_have_exact_paths() {
+    let one = |entry: Value| with(|o| o["entries"] = json!([entry]));
+    let errors = errors_of(&one(json!({ "domains": ["ok.example", "bad name.example", "a.*.example", 7, "*"] })));
+    assert_eq!(errors, [FieldError { field: "order.entries[0].domains[3]".into(), message: "must be a string".into() }]);
+    let errors = errors_of(&one(json!({ "domains": ["ok.example", "bad name.example", "a.*.example", "*"] })));
+    let got: Vec<(String, String)> = errors.into_iter().map(|e| (e.field, e.message)).collect();
+    assert_eq!(
+        got,
+        [
+            ("order.entries[0].domains[1]", "`bad name.example`: character U+0020 not allowed in a domain name"),
+            ("order.entries[0].domains[2]", "`a.*.example`: `*` is allowed only as the whole first label"),
+            ("order.entries[0].domains[3]", "`*`: pattern `*` has no name: it would match every name"),
+        ]
+        .map(|(f, m)| (f.to_string(), m.to_string()))
+    );
+    only_error(&one(json!({ "domains": [] })), "order.entries[0].domains", "`domains` is empty");
+    only_error(&one(json!({ "domains": "a.example" })), "order.entries[0].domains", "must be an array of strings");
+    only_error(
+        &one(json!({ "domains": ["a.example"], "dns_answer": "servfail" })),
+        "order.entries[0].dns_answer",
+        "dns_answer `servfail`: expected `nxdomain`, `refused` or `drop`",
+    );
+    only_error(&one(json!({ "domains": ["a.example"], "dns_answer": 3 })), "order.entries[0].dns_answer", "must be a string");
+    only_error(
+        &one(json!({ "prefixes": ["192.0.2.0/24"], "domains": ["a.example"] })),
+        "order.entries[0].domains",
+        "an entry has one of `prefixes` (block addresses), `protocol` (L4 rule) or `domains` (block names)",
+    );
+    only_error(
+        &one(json!({ "domains": ["a.example"], "destination_ports": [443] })),
+        "order.entries[0].destination_ports",
+        "`destination_ports` does not apply to a `domains` entry",
+    );
+    only_error(
+        &one(json!({ "domains": ["a.example"], "direction": "dst" })),
+        "order.entries[0].direction",
+        "`direction` applies to `prefixes`",
+    );
+    only_error(
+        &one(json!({ "prefixes": ["192.0.2.0/24"], "dns_answer": "refused" })),
+        "order.entries[0].dns_answer",
+        "`dns_answer` applies to `domains` entries",
     );
 }
 
@@ -467,7 +561,7 @@ fn entry_problems_have_exact_paths() {
         "order.entries[1].destination_ports",
         "`destination_ports` needs `protocol`",
     );
-    only_error(&with(|o| o["entries"][1] = json!({ "comment": "x" })), "order.entries[1]", "entry needs `prefixes` or `protocol`");
+    only_error(&with(|o| o["entries"][1] = json!({ "comment": "x" })), "order.entries[1]", "entry needs `prefixes`, `protocol` or `domains`");
     only_error(&with(|o| o["entries"][1] = json!("192.0.2.0/24")), "order.entries[1]", "must be an object");
     only_error(
         &with(|o| o["entries"][1]["protocol"] = json!("tcp")),
@@ -527,7 +621,7 @@ fn all_problems_are_reported_at_once() {
         o["expires"] = json!("2020-01-01T00:00:00Z");
         o["entries"][1]["prefixes"] = json!(["192.0.2.7/24"]);
         o["entries"][4]["destination_ports"] = json!([80]);
-        o["entries"][5] = json!({ "domains": ["example.com"] });
+        o["entries"][5] = json!({ "domains": ["example.com", "bad..example"] });
     });
     let mut fields: Vec<String> = errors_of(&o).into_iter().map(|e| e.field).collect();
     fields.sort();
@@ -538,7 +632,7 @@ fn all_problems_are_reported_at_once() {
             "order.category",
             "order.entries[1].prefixes[0]",
             "order.entries[4].destination_ports",
-            "order.entries[5].domains",
+            "order.entries[5].domains[1]",
             "order.expires",
             "order.expires",
         ]

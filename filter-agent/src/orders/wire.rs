@@ -29,7 +29,8 @@
 //!   "action": "drop",
 //!   "entries": [
 //!     { "comment": "annex A", "prefixes": ["203.0.113.128/25", "2001:db8:bad::/48"], "direction": "both" },
-//!     { "protocol": "udp", "source_ports": [11211], "destination_ports": ["1024-65535"] }
+//!     { "protocol": "udp", "source_ports": [11211], "destination_ports": ["1024-65535"] },
+//!     { "comment": "annex B", "domains": ["example.com", "*.example.net", ".example.org"], "dns_answer": "nxdomain" }
 //!   ]
 //! }
 //! ```
@@ -45,15 +46,18 @@
 //! - `entries`: a non-empty array. Each entry is an object exactly like a TOML
 //!   `[[entry]]`: `prefixes` (+ optional `direction`), or `protocol` with
 //!   optional `source`, `destination`, `source_ports`, `destination_ports`,
-//!   `tcp_flags`, `icmp_type`, `icmp_code`; `comment` is optional in both.
-//!   The same rules apply (host bits set is an error, ports need tcp or udp,
-//!   ...), with the same messages. An optional field set to `null` counts as
-//!   absent.
+//!   `tcp_flags`, `icmp_type`, `icmp_code`, or `domains` (names: `example.com`,
+//!   `*.example.com`, `.example.com`) with optional `dns_answer`
+//!   (`nxdomain`, the default, `refused` or `drop`); `comment` is optional in
+//!   all. The same rules apply (host bits set is an error, ports need tcp or
+//!   udp, names are checked and normalised, ...), with the same messages. An
+//!   optional field set to `null` counts as absent.
 //! - At most [`Limits::max_entries`] entries, where a `prefixes` entry counts
-//!   one per prefix and any other entry counts one. An order over the limit
-//!   gets that one error; its entries are not checked further.
-//! - Domain and URL entries (an entry with a `domain`, `domains`, `url` or
-//!   `urls` key) are refused, never silently dropped.
+//!   one per prefix, a `domains` entry one per name and any other entry
+//!   counts one. An order over the limit gets that one error; its entries
+//!   are not checked further.
+//! - URL entries (an entry with a `url` or `urls` key) are refused, never
+//!   silently dropped: a packet filter sees names, not paths.
 //! - An unknown field, at the top or in an entry, is an error naming it.
 //!
 //! Every problem is reported at once as a [`FieldError`] whose `field` is a
@@ -112,9 +116,10 @@ use base64::Engine;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use filter_common::rules::order_file::{
-    check_order_id, parse_direction, parse_net, parse_timestamp, protocol_number, Entry, EntryKind, L4Entry,
+    check_order_id, parse_direction, parse_dns_answer, parse_domain_list, parse_net, parse_timestamp, protocol_number, Entry,
+    EntryKind, L4Entry, L4_ONLY_FIELDS,
 };
-use filter_common::rules::ruleset::TcpFlags;
+use filter_common::rules::ruleset::{DomainAction, TcpFlags};
 use filter_common::rules::{Action, Category, Direction, Order, PortRange, Scope};
 use serde_json::{Map, Value};
 
@@ -151,8 +156,8 @@ pub struct Limits {
 /// How far ahead of the agent's clock `issued` may be (signer clock skew).
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
-/// The message for a domain or URL entry.
-pub const DOMAIN_ENTRY_REFUSED: &str = "domain and URL entries are not enforced yet (domain blocking is a later release); this order is refused rather than partly applied";
+/// The message for a URL entry.
+pub const URL_ENTRY_REFUSED: &str = "URL entries are not enforced: a packet filter sees the name a client asks for, not the path (block the name with a `domains` entry); this order is refused rather than partly applied";
 
 const ORDER_FIELDS: &[&str] = &["id", "authority", "reference", "category", "issued", "effective", "expires", "action", "entries"];
 const ENTRY_FIELDS: &[&str] = &[
@@ -167,8 +172,10 @@ const ENTRY_FIELDS: &[&str] = &[
     "tcp_flags",
     "icmp_type",
     "icmp_code",
+    "domains",
+    "dns_answer",
 ];
-const DOMAIN_FIELDS: &[&str] = &["domain", "domains", "url", "urls"];
+const URL_FIELDS: &[&str] = &["url", "urls"];
 
 // ---------------------------------------------------------------------------
 // Canonical form, keys, signatures
@@ -286,7 +293,9 @@ impl Check {
     /// Reports every key of `obj` not in `allowed`.
     fn unknown_fields(&mut self, obj: &Map<String, Value>, path: &str, allowed: &[&str]) {
         for key in obj.keys() {
-            if !allowed.contains(&key.as_str()) {
+            if key == "domain" && allowed.contains(&"domains") {
+                self.err(format!("{path}.{key}"), "unknown field `domain`: names go in `domains`, a list");
+            } else if !allowed.contains(&key.as_str()) {
                 self.err(format!("{path}.{key}"), format!("unknown field `{key}`; expected one of: {}", allowed.join(", ")));
             }
         }
@@ -359,8 +368,8 @@ fn present<'v>(obj: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
 
 /// What an entry counts toward [`Limits::max_entries`].
 fn entry_weight(entry: &Value) -> usize {
-    match entry.get("prefixes") {
-        Some(Value::Array(list)) => list.len(),
+    match (entry.get("prefixes"), entry.get("domains")) {
+        (Some(Value::Array(list)), _) | (None, Some(Value::Array(list))) => list.len(),
         _ => 1,
     }
 }
@@ -425,7 +434,7 @@ pub fn parse_order(order: &Value, limits: &Limits, now: DateTime<Utc>) -> Result
                 cx.err(
                     "order.entries",
                     format!(
-                        "too many entries: {count} (a prefixes entry counts one per prefix); at most {} are accepted in one order",
+                        "too many entries: {count} (a prefixes entry counts one per prefix, a domains entry one per name); at most {} are accepted in one order",
                         limits.max_entries
                     ),
                 );
@@ -470,14 +479,28 @@ fn entry(cx: &mut Check, index: usize, raw: &Value) -> Option<Entry> {
         cx.err(path, "must be an object (an entry)");
         return None;
     };
-    if let Some(key) = DOMAIN_FIELDS.iter().find(|k| e.contains_key(**k)) {
-        cx.err(format!("{path}.{key}"), DOMAIN_ENTRY_REFUSED);
+    if let Some(key) = URL_FIELDS.iter().find(|k| e.contains_key(**k)) {
+        cx.err(format!("{path}.{key}"), URL_ENTRY_REFUSED);
         return None;
     }
     let before = cx.errors.len();
     cx.unknown_fields(e, &path, ENTRY_FIELDS);
     let comment = cx.optional_str(e, &path, "comment").ok().flatten().map(str::to_string);
 
+    if let Some(list) = present(e, "domains") {
+        if present(e, "prefixes").is_some() || present(e, "protocol").is_some() {
+            cx.err(
+                format!("{path}.domains"),
+                "an entry has one of `prefixes` (block addresses), `protocol` (L4 rule) or `domains` (block names)",
+            );
+            return None;
+        }
+        let kind = domains_entry(cx, &path, e, list)?;
+        return (cx.errors.len() == before).then(|| Entry { line: index + 1, comment, kind });
+    }
+    if present(e, "dns_answer").is_some() {
+        cx.err(format!("{path}.dns_answer"), "`dns_answer` applies to `domains` entries");
+    }
     let kind = match (present(e, "prefixes"), present(e, "protocol")) {
         (Some(_), Some(_)) => {
             cx.err(
@@ -487,7 +510,7 @@ fn entry(cx: &mut Check, index: usize, raw: &Value) -> Option<Entry> {
             return None;
         }
         (None, None) => {
-            cx.err(path, "entry needs `prefixes` or `protocol`");
+            cx.err(path, "entry needs `prefixes`, `protocol` or `domains`");
             return None;
         }
         (Some(list), None) => prefixes_entry(cx, &path, e, list),
@@ -505,8 +528,37 @@ fn entry(cx: &mut Check, index: usize, raw: &Value) -> Option<Entry> {
     (cx.errors.len() == before).then(|| Entry { line: index + 1, comment, kind })
 }
 
+/// `domains` (+ optional `dns_answer`): each bad name at its own path.
+fn domains_entry(cx: &mut Check, path: &str, e: &Map<String, Value>, list: &Value) -> Option<EntryKind> {
+    for name in L4_ONLY_FIELDS {
+        if present(e, name).is_some() {
+            cx.err(format!("{path}.{name}"), format!("`{name}` does not apply to a `domains` entry (it blocks names)"));
+        }
+    }
+    if present(e, "direction").is_some() {
+        cx.err(format!("{path}.direction"), "`direction` applies to `prefixes`; a `domains` entry matches the name a client asks for");
+    }
+    let field = format!("{path}.domains");
+    let items = cx.str_list(list, &field)?;
+    if items.is_empty() {
+        cx.err(&field, "`domains` is empty");
+    }
+    let (patterns, bad) = parse_domain_list(items.iter().map(|(_, text)| *text));
+    for (i, msg) in bad {
+        cx.err(&items[i].0, msg);
+    }
+    let action = match cx.optional_str(e, path, "dns_answer") {
+        Ok(None) | Err(()) => DomainAction::Nxdomain,
+        Ok(Some(a)) => parse_dns_answer(a).unwrap_or_else(|msg| {
+            cx.err(format!("{path}.dns_answer"), msg);
+            DomainAction::Nxdomain
+        }),
+    };
+    Some(EntryKind::Domains { patterns, action })
+}
+
 fn prefixes_entry(cx: &mut Check, path: &str, e: &Map<String, Value>, list: &Value) -> Option<EntryKind> {
-    for name in ["source", "destination", "source_ports", "destination_ports", "tcp_flags", "icmp_type", "icmp_code"] {
+    for name in L4_ONLY_FIELDS {
         if present(e, name).is_some() {
             cx.err(format!("{path}.{name}"), format!("`{name}` needs `protocol`; a `prefixes` entry blocks whole addresses"));
         }
