@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use filter_common::rules::feeds::FeedFormat;
-use filter_common::rules::order_file::{parse_net, Action, Category};
+use filter_common::rules::order_file::{parse_dns_answer, parse_net, Action, Category};
+use filter_common::rules::ruleset::{DomainAction, PortKind};
 use filter_common::rules::{Direction, Settings};
 use serde::Deserialize;
 
@@ -26,6 +27,10 @@ struct Raw {
     fail_closed: bool,
     #[serde(default)]
     fragment_policy: String,
+    /// Destination ports where domain names are read (see `Settings`).
+    dns_ports: Option<Vec<u16>>,
+    tls_ports: Option<Vec<u16>>,
+    http_ports: Option<Vec<u16>>,
     #[serde(default = "default_rules")]
     rules: Vec<PathBuf>,
     #[serde(default)]
@@ -120,7 +125,7 @@ pub struct Authority {
 #[serde(deny_unknown_fields)]
 struct RawFeed {
     id: String,
-    format: FeedFormat,
+    format: String,
     path: PathBuf,
     category: Category,
     provenance: String,
@@ -128,6 +133,8 @@ struct RawFeed {
     action: Action,
     #[serde(default)]
     direction: Option<String>,
+    #[serde(default)]
+    dns_answer: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,11 +146,21 @@ struct RawCapacity {
     prefixes_v6: u32,
     #[serde(default = "default_groups")]
     v4_groups: u32,
+    #[serde(default = "default_domains")]
+    domains: u32,
+    #[serde(default = "default_flows")]
+    flows: u32,
 }
 
 impl Default for RawCapacity {
     fn default() -> Self {
-        RawCapacity { prefixes_v4: default_v4(), prefixes_v6: default_v6(), v4_groups: default_groups() }
+        RawCapacity {
+            prefixes_v4: default_v4(),
+            prefixes_v6: default_v6(),
+            v4_groups: default_groups(),
+            domains: default_domains(),
+            flows: default_flows(),
+        }
     }
 }
 
@@ -177,17 +194,65 @@ fn default_v6() -> u32 {
 fn default_groups() -> u32 {
     filter_common::maps::DEFAULT_V4_GROUPS
 }
+fn default_domains() -> u32 {
+    filter_common::maps::DEFAULT_DOMAIN_CAPACITY
+}
+fn default_flows() -> u32 {
+    filter_common::maps::DEFAULT_FLOW_CAPACITY
+}
+
+/// What a feed file holds and how it is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedKind {
+    /// A prefix list (`plain`, `spamhaus-drop`, `spamhaus-json`, `netset`).
+    Prefixes(FeedFormat),
+    /// A Response Policy Zone (`rpz`): names and addresses, each with its action.
+    Rpz,
+    /// A hosts-format blocklist (`hosts`): exact names.
+    Hosts,
+}
+
+impl FeedKind {
+    /// Every `format = "..."` name.
+    pub const NAMES: [&'static str; 6] = ["plain", "spamhaus-drop", "spamhaus-json", "netset", "rpz", "hosts"];
+
+    pub fn parse(name: &str) -> Option<FeedKind> {
+        match name {
+            "rpz" => Some(FeedKind::Rpz),
+            "hosts" => Some(FeedKind::Hosts),
+            other => FeedFormat::ALL.into_iter().find(|f| f.name() == other).map(FeedKind::Prefixes),
+        }
+    }
+
+    /// The `format` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeedKind::Prefixes(f) => f.name(),
+            FeedKind::Rpz => "rpz",
+            FeedKind::Hosts => "hosts",
+        }
+    }
+}
+
+impl std::fmt::Display for FeedKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// A blocklist feed declared in the config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Feed {
     pub id: String,
-    pub format: FeedFormat,
+    pub format: FeedKind,
     pub path: PathBuf,
     pub category: Category,
     pub provenance: String,
     pub action: Action,
+    /// Prefix feeds: which address of a packet the prefixes match.
     pub direction: Direction,
+    /// Hosts feeds: the DNS answer for the listed names (default NXDOMAIN).
+    pub dns_answer: DomainAction,
 }
 
 /// Where rules come from: order directories and feeds.
@@ -262,6 +327,13 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
     if let Err(e) = settings.set_fragment_policy(&raw.fragment_policy) {
         errors.push(format!("fragment_policy: {e}"));
     }
+    for (kind, ports) in [(PortKind::Dns, &raw.dns_ports), (PortKind::Tls, &raw.tls_ports), (PortKind::Http, &raw.http_ports)] {
+        if let Some(ports) = ports {
+            if let Err(e) = settings.set_ports(kind, ports) {
+                errors.push(e);
+            }
+        }
+    }
     let mut feeds = Vec::new();
     for (i, f) in raw.feed.iter().enumerate() {
         if f.id.trim().is_empty() {
@@ -273,7 +345,21 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         if raw.feed[..i].iter().any(|o| o.id == f.id) {
             errors.push(format!("feed[{i}].id: `{}` used twice", f.id));
         }
+        let format = FeedKind::parse(&f.format).unwrap_or_else(|| {
+            errors.push(format!("feed[{i}].format: `{}`: expected one of {}", f.format, FeedKind::NAMES.join(", ")));
+            FeedKind::Prefixes(FeedFormat::Plain)
+        });
         let direction = match f.direction.as_deref() {
+            Some(_) if format == FeedKind::Rpz => {
+                errors.push(format!(
+                    "feed[{i}].direction: an rpz feed says it per record (rpz-ip: destination, rpz-client-ip: source)"
+                ));
+                Direction::Both
+            }
+            Some(_) if format == FeedKind::Hosts => {
+                errors.push(format!("feed[{i}].direction: a hosts feed lists names, not addresses"));
+                Direction::Both
+            }
             None | Some("both") => Direction::Both,
             Some("src") | Some("source") => Direction::Src,
             Some("dst") | Some("destination") => Direction::Dst,
@@ -282,18 +368,42 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
                 Direction::Both
             }
         };
+        let dns_answer = match (f.dns_answer.as_deref(), format) {
+            (None, _) => DomainAction::Nxdomain,
+            (Some(a), FeedKind::Hosts) => parse_dns_answer(a).unwrap_or_else(|e| {
+                errors.push(format!("feed[{i}].dns_answer: {e}"));
+                DomainAction::Nxdomain
+            }),
+            (Some(_), FeedKind::Rpz) => {
+                errors.push(format!(
+                    "feed[{i}].dns_answer: an rpz feed says it per record (`CNAME .` = nxdomain, `CNAME rpz-drop.` = drop)"
+                ));
+                DomainAction::Nxdomain
+            }
+            (Some(_), FeedKind::Prefixes(_)) => {
+                errors.push(format!("feed[{i}].dns_answer: applies to hosts feeds (a {} feed lists addresses)", format.name()));
+                DomainAction::Nxdomain
+            }
+        };
         feeds.push(Feed {
             id: f.id.clone(),
-            format: f.format,
+            format,
             path: base.join(&f.path),
             category: f.category,
             provenance: f.provenance.clone(),
             action: f.action,
             direction,
+            dns_answer,
         });
     }
     let c = &raw.capacity;
-    for (name, v) in [("capacity.prefixes_v4", c.prefixes_v4), ("capacity.prefixes_v6", c.prefixes_v6), ("capacity.v4_groups", c.v4_groups)] {
+    for (name, v) in [
+        ("capacity.prefixes_v4", c.prefixes_v4),
+        ("capacity.prefixes_v6", c.prefixes_v6),
+        ("capacity.v4_groups", c.v4_groups),
+        ("capacity.domains", c.domains),
+        ("capacity.flows", c.flows),
+    ] {
         if v == 0 {
             errors.push(format!("{name}: must be at least 1"));
         }
@@ -361,7 +471,13 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         metrics: raw.metrics,
         state_dir: base.join(raw.state_dir),
         bpffs: raw.bpffs,
-        capacity: Capacity { prefixes_v4: c.prefixes_v4, prefixes_v6: c.prefixes_v6, v4_groups: c.v4_groups },
+        capacity: Capacity {
+            prefixes_v4: c.prefixes_v4,
+            prefixes_v6: c.prefixes_v6,
+            v4_groups: c.v4_groups,
+            domains: c.domains,
+            flows: c.flows,
+        },
         api,
         authorities,
     })

@@ -30,11 +30,23 @@ pub struct Capacity {
     pub prefixes_v6: u32,
     /// Dense /24 blocks resolved by a 256-entry group (`V4_TBL8`, 1 KiB each).
     pub v4_groups: u32,
+    /// Distinct names of domain rules (`DOMAINS`; one map for both
+    /// generations, updated in place).
+    pub domains: u32,
+    /// TCP connections remembered as blocked by name (`BLOCKED_FLOWS`),
+    /// and TLS ClientHellos awaiting their next segment (`TLS_PENDING`).
+    pub flows: u32,
 }
 
 impl Default for Capacity {
     fn default() -> Self {
-        Capacity { prefixes_v4: DEFAULT_PREFIX_V4_CAPACITY, prefixes_v6: DEFAULT_PREFIX_V6_CAPACITY, v4_groups: DEFAULT_V4_GROUPS }
+        Capacity {
+            prefixes_v4: DEFAULT_PREFIX_V4_CAPACITY,
+            prefixes_v6: DEFAULT_PREFIX_V6_CAPACITY,
+            v4_groups: DEFAULT_V4_GROUPS,
+            domains: DEFAULT_DOMAIN_CAPACITY,
+            flows: DEFAULT_FLOW_CAPACITY,
+        }
     }
 }
 

@@ -198,7 +198,7 @@ fn run_config(a: RunArgs) -> Result<Config> {
         metrics: a.metrics,
         state_dir: a.state_dir,
         bpffs: a.bpffs,
-        capacity: Capacity { prefixes_v4: a.capacity_v4, prefixes_v6: a.capacity_v6, v4_groups: a.v4_groups },
+        capacity: Capacity { prefixes_v4: a.capacity_v4, prefixes_v6: a.capacity_v6, v4_groups: a.v4_groups, ..Capacity::default() },
         api: None,
         authorities: Vec::new(),
     })

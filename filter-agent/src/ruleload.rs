@@ -1,15 +1,23 @@
 //! From rule sources (order directories and feeds) to a validated
 //! [`RuleSet`]. A feed becomes an order of its own (its id, its provenance
 //! as the authority), so its drops are counted and reported like any order.
+//!
+//! A feed's order has few entries, each with one rule id, whatever the
+//! feed's size: a prefix feed one, a hosts feed one, an RPZ zone one per
+//! kind of rule it holds (names per action, then addresses per direction).
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Result;
 use chrono::{DateTime, TimeZone, Utc};
 use filter_common::rules::order_file::{Entry, EntryKind};
-use filter_common::rules::{load_feed, load_orders_dir, Order, RuleError, RuleErrors, RuleSet, Settings};
+use filter_common::rules::ruleset::DomainAction;
+use filter_common::rules::{
+    load_feed, load_hosts, load_orders_dir, load_rpz, DomainPattern, DomainScope, Direction, HostsEntry, Order, RpzAction,
+    RpzZone, RuleError, RuleErrors, RuleSet, Settings,
+};
 
-use crate::config::{Feed, Sources};
+use crate::config::{Feed, FeedKind, Sources};
 
 /// Orders of `dir`, all valid, or every problem as `file:line: reason`.
 pub fn load_orders(dir: &Path) -> Result<Vec<Order>, RuleErrors> {
@@ -42,8 +50,20 @@ pub fn load_sources(sources: &Sources) -> Result<Vec<Order>, RuleErrors> {
     if errors.is_empty() { Ok(orders) } else { Err(RuleErrors(errors)) }
 }
 
-fn feed_order(feed: &Feed) -> Result<Order, RuleErrors> {
-    let entries = load_feed(&feed.path, feed.format)?;
+/// The order a feed stands for (its file read and checked now).
+pub fn feed_order(feed: &Feed) -> Result<Order, RuleErrors> {
+    let entries = match feed.format {
+        FeedKind::Prefixes(format) => {
+            let prefixes = load_feed(&feed.path, format)?;
+            vec![Entry {
+                line: 1,
+                comment: Some(format!("{} prefixes", prefixes.len())),
+                kind: EntryKind::Prefixes { nets: prefixes.into_iter().map(|e| e.net).collect(), direction: feed.direction },
+            }]
+        }
+        FeedKind::Rpz => rpz_entries(&feed.path, &load_rpz(&feed.path)?)?,
+        FeedKind::Hosts => vec![hosts_entry(&load_hosts(&feed.path)?, feed.dns_answer)],
+    };
     let received = std::fs::metadata(&feed.path)
         .and_then(|m| m.modified())
         .ok()
@@ -59,14 +79,83 @@ fn feed_order(feed: &Feed) -> Result<Order, RuleErrors> {
         effective: Utc.timestamp_opt(0, 0).unwrap(),
         expires: Utc.with_ymd_and_hms(9999, 1, 1, 0, 0, 0).unwrap(),
         action: feed.action,
-        entries: vec![Entry {
-            line: 1,
-            comment: Some(format!("{} prefixes", entries.len())),
-            kind: EntryKind::Prefixes { nets: entries.into_iter().map(|e| e.net).collect(), direction: feed.direction },
-        }],
+        entries,
         file: feed.path.clone(),
         line: 1,
     })
+}
+
+/// A policy zone as order entries, in this order, each only if the zone
+/// has such rules: names answered NXDOMAIN (`CNAME .`), names dropped
+/// (`CNAME rpz-drop.`), names passed (`CNAME rpz-passthru.`, an allow
+/// list), destination addresses (`rpz-ip`), client addresses
+/// (`rpz-client-ip`). An entry's line is its first record's. Address
+/// triggers block (NXDOMAIN and drop alike: the filter drops the packets);
+/// a passthru on an address trigger is an error at its line.
+pub fn rpz_entries(file: &Path, zone: &RpzZone) -> Result<Vec<Entry>, RuleErrors> {
+    let mut entries = Vec::new();
+    for (rpz, action, what) in [
+        (RpzAction::Nxdomain, DomainAction::Nxdomain, "answered NXDOMAIN"),
+        (RpzAction::Drop, DomainAction::Drop, "dropped"),
+        (RpzAction::Passthru, DomainAction::Pass, "passed (passthru: an allow list)"),
+    ] {
+        let rules: Vec<_> = zone.domains.iter().filter(|r| r.action == rpz).collect();
+        let Some(first) = rules.first() else { continue };
+        entries.push(Entry {
+            line: first.line,
+            comment: Some(format!("rpz {}: {} {what}", rpz.name(), count(rules.len(), "name"))),
+            kind: EntryKind::Domains { patterns: rules.iter().map(|r| r.pattern.clone()).collect(), action },
+        });
+    }
+    let mut errors = Vec::new();
+    for r in zone.ips.iter().filter(|r| r.action == RpzAction::Passthru) {
+        errors.push(RuleError::new(
+            file,
+            r.line,
+            format!("{} {}: passthru on address triggers is not supported", ip_trigger(r.direction), r.net),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(RuleErrors(errors));
+    }
+    for direction in [Direction::Dst, Direction::Src] {
+        let rules: Vec<_> = zone.ips.iter().filter(|r| r.direction == direction).collect();
+        let Some(first) = rules.first() else { continue };
+        entries.push(Entry {
+            line: first.line,
+            comment: Some(format!("{}: {}", ip_trigger(direction), count(rules.len(), "prefix"))),
+            kind: EntryKind::Prefixes { nets: rules.iter().map(|r| r.net).collect(), direction },
+        });
+    }
+    Ok(entries)
+}
+
+/// `1 name`, `2 names`, `1 prefix`, `3 prefixes`.
+fn count(n: usize, word: &str) -> String {
+    match (n, word.ends_with('x')) {
+        (1, _) => format!("1 {word}"),
+        (_, true) => format!("{n} {word}es"),
+        _ => format!("{n} {word}s"),
+    }
+}
+
+fn ip_trigger(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Src => "rpz-client-ip (source)",
+        _ => "rpz-ip (destination)",
+    }
+}
+
+/// A hosts list as one entry of exact names with `answer` as the DNS answer.
+pub fn hosts_entry(list: &[HostsEntry], answer: DomainAction) -> Entry {
+    Entry {
+        line: list.first().map_or(1, |e| e.line),
+        comment: Some(count(list.len(), "name")),
+        kind: EntryKind::Domains {
+            patterns: list.iter().map(|e| DomainPattern { name: e.name.clone(), scope: DomainScope::Exact }).collect(),
+            action: answer,
+        },
+    }
 }
 
 /// The rule set in force at `now`.

@@ -360,6 +360,7 @@ fn run_scenario(
         prefixes_v4: DEFAULT_PREFIX_V4_CAPACITY.max(s.v4 as u32),
         prefixes_v6: DEFAULT_PREFIX_V6_CAPACITY.max(s.v6 as u32),
         v4_groups: DEFAULT_V4_GROUPS,
+        ..Capacity::default()
     };
     let mut dp = Dataplane::load(capacity).context("loading the data plane (are you root?)")?;
     let v4_before = v4_maps_memory();
