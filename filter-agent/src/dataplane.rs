@@ -17,6 +17,7 @@ use aya::{
 };
 use filter_common::compile::{CompiledGeneration, Limits};
 use filter_common::maps::{self, names, *};
+use filter_common::rules::RuleSet;
 
 /// The compiled XDP object, embedded at build time (see build.rs).
 pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edgefilter"));
@@ -151,6 +152,18 @@ pub struct Attachment {
     _program: Option<Ebpf>,
 }
 
+/// What `DOMAINS` holds. One map serves both generations: entries are
+/// updated in place, each atomically.
+#[derive(Default)]
+struct WrittenDomains {
+    entries: std::collections::HashMap<u64, DomainEntry>,
+    /// Identifies the domain rules and seeds `entries` was compiled from,
+    /// so an apply that changes no domain rule skips compiling them.
+    fingerprint: Option<u64>,
+    /// A write failed half way: rescan the map before trusting `entries`.
+    dirty: bool,
+}
+
 pub struct Dataplane {
     ebpf: Ebpf,
     capacity: Capacity,
@@ -158,6 +171,9 @@ pub struct Dataplane {
     pins: Option<PathBuf>,
     active: Option<u32>,
     written: [Written; 2],
+    domains: WrittenDomains,
+    /// The name hash seeds of the generation found in force when adopting.
+    adopted_seeds: Option<[u64; 2]>,
     attached: Vec<Attachment>,
 }
 
@@ -173,6 +189,9 @@ fn load_object(capacity: Capacity, pins: Option<&Path>, slot: u32) -> Result<Ebp
         .map_max_entries(names::V4_LONG, GENERATIONS * capacity.prefixes_v4)
         .map_max_entries(names::V4_TBL8, GENERATIONS * capacity.v4_groups * 256 / 2)
         .map_max_entries(names::PREFIX_V6, GENERATIONS * capacity.prefixes_v6)
+        .map_max_entries(names::DOMAINS, capacity.domains)
+        .map_max_entries(names::BLOCKED_FLOWS, capacity.flows)
+        .map_max_entries(names::TLS_PENDING, capacity.flows)
         .override_global("IFACE_SLOT", &slot, true);
     for (name, path) in &map_paths {
         loader.map_pin_path(name, path.as_path());
@@ -206,7 +225,16 @@ impl Dataplane {
         if pins.is_some() {
             check_pinned_sizes(&ebpf, capacity)?;
         }
-        let mut dp = Dataplane { ebpf, capacity, pins, active: None, written: Default::default(), attached: Vec::new() };
+        let mut dp = Dataplane {
+            ebpf,
+            capacity,
+            pins,
+            active: None,
+            written: Default::default(),
+            domains: WrittenDomains::default(),
+            adopted_seeds: None,
+            attached: Vec::new(),
+        };
         let program: &mut Xdp = dp.program_mut()?;
         program.load().context("the kernel verifier rejected the XDP program")?;
         dp.adopt()?;
@@ -222,8 +250,33 @@ impl Dataplane {
             return Ok(());
         }
         self.written = self.scan()?;
-        self.active = Some(c.generation & 1);
+        self.domains = WrittenDomains { entries: self.scan_domains()?, fingerprint: None, dirty: false };
+        let generation = c.generation & 1;
+        let meta: Array<&MapData, GenerationMeta> = Array::try_from(self.map(names::GEN_META)?)?;
+        let seeds = meta.get(&generation, 0)?.name_seeds;
+        self.adopted_seeds = (seeds != [0, 0]).then_some(seeds);
+        self.active = Some(generation);
         Ok(())
+    }
+
+    /// What `DOMAINS` holds, read back from the kernel (empty if this
+    /// program has no such map).
+    fn scan_domains(&self) -> Result<std::collections::HashMap<u64, DomainEntry>> {
+        let Some(map) = self.ebpf.map(names::DOMAINS) else { return Ok(Default::default()) };
+        let domains: aya::maps::HashMap<&MapData, u64, DomainEntry> = aya::maps::HashMap::try_from(map)?;
+        let mut out = std::collections::HashMap::new();
+        for entry in domains.iter() {
+            let (key, value) = entry?;
+            out.insert(key, value);
+        }
+        Ok(out)
+    }
+
+    /// The name hash seeds of the rule set a previous agent left in force
+    /// (`None` if nothing was adopted or it had none). `DOMAINS` is keyed
+    /// by them, so they must be kept.
+    pub fn adopted_name_seeds(&self) -> Option<[u64; 2]> {
+        self.adopted_seeds
     }
 
     /// What each generation holds, read back from the kernel maps.
@@ -263,16 +316,61 @@ impl Dataplane {
         self.active
     }
 
-    /// Compiles `rules` and applies them; see [`Dataplane::apply`].
-    pub fn apply_rules(&mut self, rules: &filter_common::rules::RuleSet) -> Result<u32> {
-        self.apply(|g, limits, tbl24, held| filter_common::compile::compile_incremental(rules, g, limits, tbl24, held))
+    /// Compiles `rules` and applies them; see [`Dataplane::apply`]. Their
+    /// domain rules (hashed with `rules.settings.name_seeds`) are written
+    /// to `DOMAINS` by difference after the generation is built and before
+    /// it is switched to. An error starting with
+    /// [`filter_common::compile::DOMAIN_HASH_COLLISION`] asks for new seeds;
+    /// nothing was written then.
+    pub fn apply_rules(&mut self, rules: &RuleSet) -> Result<u32> {
+        let domains = self.compile_domains(rules)?;
+        self.apply_with(domains, |g, limits, tbl24, held| filter_common::compile::compile_incremental(rules, g, limits, tbl24, held))
+    }
+
+    /// The `DOMAINS` contents for `rules`, or `None` when they are what the
+    /// map already holds.
+    fn compile_domains(&self, rules: &RuleSet) -> Result<Option<(std::collections::HashMap<u64, DomainEntry>, u64)>> {
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            rules.settings.name_seeds.hash(&mut h);
+            rules.domains.len().hash(&mut h);
+            for r in &rules.domains {
+                (r.rule_id, &r.pattern, r.action, r.dry_run).hash(&mut h);
+            }
+            h.finish()
+        };
+        if !self.domains.dirty && self.domains.fingerprint == Some(fingerprint) {
+            return Ok(None);
+        }
+        let entries = filter_common::compile::compile_domains(rules, rules.settings.name_seeds).map_err(anyhow::Error::msg)?;
+        if entries.len() > self.capacity.domains as usize {
+            bail!(
+                "{} domain names exceed the configured capacity of {} (`[capacity] domains`)",
+                entries.len(),
+                self.capacity.domains
+            );
+        }
+        if !entries.is_empty() && self.ebpf.map(names::DOMAINS).is_none() {
+            bail!("this XDP program has no {} map: domain rules cannot be enforced", names::DOMAINS);
+        }
+        Ok(Some((entries, fingerprint)))
     }
 
     /// Builds the inactive generation (`build` gets it, its limits and its
     /// `V4_TBL24` slots, mapped, to fill in place), switches every CPU to it
     /// with one array write, then clears the previous generation. A packet
-    /// sees either the old set or the new one, never a mix.
-    pub fn apply(&mut self, mut build: impl FnMut(u32, Limits, filter_common::compile::Tbl24Source, Option<u64>) -> Result<CompiledGeneration, String>) -> Result<u32> {
+    /// sees either the old set or the new one, never a mix. `DOMAINS` is
+    /// left as it is.
+    pub fn apply(&mut self, build: impl FnMut(u32, Limits, filter_common::compile::Tbl24Source, Option<u64>) -> Result<CompiledGeneration, String>) -> Result<u32> {
+        self.apply_with(None, build)
+    }
+
+    fn apply_with(
+        &mut self,
+        domains: Option<(std::collections::HashMap<u64, DomainEntry>, u64)>,
+        mut build: impl FnMut(u32, Limits, filter_common::compile::Tbl24Source, Option<u64>) -> Result<CompiledGeneration, String>,
+    ) -> Result<u32> {
         let next = self.active.map_or(0, |g| 1 - g);
         if self.written[next as usize].dirty {
             let [w0, w1] = self.scan()?;
@@ -305,6 +403,11 @@ impl Dataplane {
             self.written[next as usize].v4_fingerprint = None;
             return Err(e);
         }
+        // Domain entries carry rule ids whose counters were reset before
+        // this apply; they go in before the generation that counts them.
+        if let Some((entries, fingerprint)) = domains {
+            self.write_domains(entries, fingerprint)?;
+        }
         let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
         config.set(0, ActiveConfig { generation: next, loaded: 1 }, 0).context("switching generation")?;
         self.active = Some(next);
@@ -317,6 +420,27 @@ impl Dataplane {
 
     fn map(&self, name: &str) -> Result<&aya::maps::Map> {
         self.ebpf.map(name).with_context(|| format!("map {name} missing from object"))
+    }
+
+    /// Turns `DOMAINS` into `new` by difference: stale names deleted first
+    /// (so the map never holds more than the larger of the two sets), then
+    /// new and changed entries written.
+    fn write_domains(&mut self, new: std::collections::HashMap<u64, DomainEntry>, fingerprint: u64) -> Result<()> {
+        if self.domains.dirty {
+            self.domains.entries = self.scan_domains()?;
+            self.domains.dirty = false;
+        }
+        let (del, upd) = diff(&self.domains.entries, &new);
+        if !del.is_empty() || !upd.is_empty() {
+            let fd = raw_fd(&self.ebpf, names::DOMAINS)?;
+            self.domains.dirty = true;
+            self.domains.fingerprint = None;
+            crate::batch::delete(fd, &del).context("removing domain entries")?;
+            let (keys, values): (Vec<u64>, Vec<DomainEntry>) = upd.into_iter().unzip();
+            crate::batch::update(fd, &keys, &values).context("writing domain entries")?;
+        }
+        self.domains = WrittenDomains { entries: new, fingerprint: Some(fingerprint), dirty: false };
+        Ok(())
     }
 
     fn write_generation(&mut self, c: &CompiledGeneration) -> Result<()> {
@@ -431,7 +555,18 @@ impl Dataplane {
         vec![
             (names::V4_LONG, self.written[g].v4.len() as u64, self.capacity.prefixes_v4 as u64),
             (names::PREFIX_V6, self.written[g].v6.len() as u64, self.capacity.prefixes_v6 as u64),
+            (names::DOMAINS, self.domains.entries.len() as u64, self.capacity.domains as u64),
         ]
+    }
+
+    /// The domain stage's event counters (`maps::l7`), summed over CPUs, in
+    /// `l7::NAMES` order; empty if this program has no `L7_STATS` map.
+    pub fn l7_totals(&self) -> Result<Vec<(&'static str, u64)>> {
+        let Some(map) = self.ebpf.map(names::L7_STATS) else { return Ok(Vec::new()) };
+        let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+        (0..l7::LEN)
+            .map(|i| Ok((l7::NAMES[i as usize], stats.get(&i, 0)?.iter().sum())))
+            .collect()
     }
 
     /// Packets and bytes per (counter slot, reason, dropped), summed over
@@ -489,6 +624,12 @@ impl Dataplane {
                 stats.set(i, aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])?, 0)?;
             }
         }
+        if let Some(map) = self.ebpf.map_mut(names::L7_STATS) {
+            let mut stats: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(map)?;
+            for i in 0..stats.len() {
+                stats.set(i, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+            }
+        }
         Ok(())
     }
 }
@@ -511,14 +652,21 @@ fn attach_program(program: &mut Xdp, interface: &str, mode: AttachMode) -> Resul
 /// other capacities must not silently run with the old ones.
 fn check_pinned_sizes(ebpf: &Ebpf, capacity: Capacity) -> Result<()> {
     use aya::maps::Map;
-    for (name, want) in [
-        (names::V4_LONG, GENERATIONS * capacity.prefixes_v4),
-        (names::V4_TBL8, GENERATIONS * capacity.v4_groups * 256 / 2),
-        (names::PREFIX_V6, GENERATIONS * capacity.prefixes_v6),
+    for (name, want, required) in [
+        (names::V4_LONG, GENERATIONS * capacity.prefixes_v4, true),
+        (names::V4_TBL8, GENERATIONS * capacity.v4_groups * 256 / 2, true),
+        (names::PREFIX_V6, GENERATIONS * capacity.prefixes_v6, true),
+        (names::DOMAINS, capacity.domains, false),
+        (names::BLOCKED_FLOWS, capacity.flows, false),
+        (names::TLS_PENDING, capacity.flows, false),
     ] {
-        let map = ebpf.map(name).with_context(|| format!("map {name} missing"))?;
+        let map = match ebpf.map(name) {
+            Some(map) => map,
+            None if !required => continue,
+            None => bail!("map {name} missing"),
+        };
         let data = match map {
-            Map::Array(d) | Map::HashMap(d) | Map::LpmTrie(d) => d,
+            Map::Array(d) | Map::HashMap(d) | Map::LpmTrie(d) | Map::LruHashMap(d) => d,
             _ => bail!("map {name} has an unexpected type"),
         };
         let have = data.info()?.max_entries();

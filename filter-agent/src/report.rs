@@ -50,6 +50,13 @@ pub struct MapUsage {
     pub capacity: u64,
 }
 
+/// A domain-stage event counter (`filter_common::maps::l7`), summed over CPUs.
+#[derive(Clone, Debug, Serialize)]
+pub struct L7Count {
+    pub event: &'static str,
+    pub count: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Snapshot {
     pub version: &'static str,
@@ -62,6 +69,8 @@ pub struct Snapshot {
     pub orders: Vec<OrderState>,
     pub prefix_rules: usize,
     pub l4_slots: usize,
+    /// Domain rules in force (one per name of an entry), passthru included.
+    pub domain_rules: usize,
     pub allowlist: usize,
     /// (kind, category) -> rules in force.
     pub rules_by_kind: Vec<(&'static str, &'static str, u64)>,
@@ -69,6 +78,9 @@ pub struct Snapshot {
     pub fail_closed: bool,
     pub reasons: Vec<ReasonCount>,
     pub orders_hits: Vec<OrderCount>,
+    /// Names looked up and what became of them (empty if the program has no
+    /// domain stage).
+    pub l7: Vec<L7Count>,
 }
 
 pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
@@ -124,6 +136,12 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
             *by_kind.entry(("l4", info.category.name())).or_default() += 1;
         }
     }
+    for d in &rules.domains {
+        if let Some(info) = rules.rule(d.rule_id) {
+            let kind = if d.action == filter_common::rules::ruleset::DomainAction::Pass { "domain-pass" } else { "domain" };
+            *by_kind.entry((kind, info.category.name())).or_default() += 1;
+        }
+    }
     if !rules.settings.allow.is_empty() {
         by_kind.insert(("allowlist", "operator"), rules.settings.allow.len() as u64);
     }
@@ -143,12 +161,14 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
         orders,
         prefix_rules: rules.prefixes.len(),
         l4_slots: rules.l4.len(),
+        domain_rules: rules.domains.len(),
         allowlist: rules.settings.allow.len(),
         rules_by_kind: by_kind.into_iter().map(|((k, c), n)| (k, c, n)).collect(),
         maps: dp.map_usage().into_iter().map(|(map, entries, capacity)| MapUsage { map, entries, capacity }).collect(),
         fail_closed: rules.settings.fail_closed,
         reasons,
         orders_hits,
+        l7: dp.l7_totals()?.into_iter().map(|(event, count)| L7Count { event, count }).collect(),
     })
 }
 
@@ -181,15 +201,23 @@ pub fn render_status(s: &Snapshot) -> String {
     let in_force = s.orders.iter().filter(|o| o.state == "in-force").count();
     let _ = writeln!(
         out,
-        "\nRules in force\n  orders {in_force} of {} loaded   prefix rules {}   L4 rule slots {}   allowlist prefixes {}",
+        "\nRules in force\n  orders {in_force} of {} loaded   prefix rules {}   L4 rule slots {}   domain rules {}   allowlist prefixes {}",
         s.orders.len(),
         s.prefix_rules,
         s.l4_slots,
+        s.domain_rules,
         s.allowlist
     );
     for m in &s.maps {
         let pct = if m.capacity > 0 { 100.0 * m.entries as f64 / m.capacity as f64 } else { 0.0 };
         let _ = writeln!(out, "  map {:<14} {:>10} / {:<10} ({pct:.1}%)", m.map, m.entries, m.capacity);
+    }
+    if !s.l7.is_empty() {
+        let _ = writeln!(out, "\nNames (DNS, TLS SNI, HTTP Host)");
+        for line in s.l7.chunks(4) {
+            let cells: Vec<String> = line.iter().map(|c| format!("{} {}", c.event, c.count)).collect();
+            let _ = writeln!(out, "  {}", cells.join("   "));
+        }
     }
     let _ = writeln!(out, "\nPackets by decision\n  {:<16} {:<10} {:<6} {:>14} {:>16}", "interface", "reason", "action", "packets", "bytes");
     for r in s.reasons.iter().filter(|r| r.packets > 0) {
@@ -215,6 +243,7 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     let bytes = counter("edgefilter_bytes_total", "Bytes seen by the XDP program, by interface, verdict and reason.", &["interface", "action", "reason"])?;
     let rule_packets = counter("edgefilter_rule_packets_total", "Packets matched per order (dry-run orders count would-drop).", &["order", "category"])?;
     let rule_bytes = counter("edgefilter_rule_bytes_total", "Bytes matched per order (dry-run orders count would-drop).", &["order", "category"])?;
+    let l7 = counter("edgefilter_l7_events_total", "Domain stage events: names looked up per protocol, DNS answers sent, names that could not be read.", &["event"])?;
     let rules = gauge("edgefilter_rules", "Rules in force by kind and category.", &["kind", "category"])?;
     let orders = gauge("edgefilter_orders", "Loaded orders by state.", &["state"])?;
     let entries = gauge("edgefilter_map_entries", "Entries in use in the active generation.", &["map"])?;
@@ -224,7 +253,7 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     let generation = IntGauge::new("edgefilter_ruleset_generation", "Sequence number of the rule set in force (increments at every apply).")?;
     let last = Gauge::new("edgefilter_ruleset_last_reload_timestamp_seconds", "When the rule set in force was applied.")?;
     let last_ok = IntGauge::new("edgefilter_ruleset_last_reload_success", "1 if the last reload attempt was applied, 0 if rejected.")?;
-    for c in [&packets, &bytes, &rule_packets, &rule_bytes] {
+    for c in [&packets, &bytes, &rule_packets, &rule_bytes, &l7] {
         registry.register(Box::new(c.clone()))?;
     }
     for g in [&rules, &orders, &entries, &capacity, &build, &expiry] {
@@ -239,6 +268,9 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     for r in &s.reasons {
         packets.with_label_values(&[r.interface.as_str(), r.action, r.reason]).inc_by(r.packets);
         bytes.with_label_values(&[r.interface.as_str(), r.action, r.reason]).inc_by(r.bytes);
+    }
+    for c in &s.l7 {
+        l7.with_label_values(&[c.event]).inc_by(c.count);
     }
     for o in &s.orders_hits {
         rule_packets.with_label_values(&[o.order.as_str(), o.category]).inc_by(o.packets);
@@ -264,4 +296,64 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     let mut buf = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut buf)?;
     Ok(String::from_utf8(buf)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            version: "0.0.0",
+            instance: "test".into(),
+            interfaces: Vec::new(),
+            generation: Some(1),
+            ruleset_sequence: 3,
+            last_reload: 0.0,
+            last_error: None,
+            orders: Vec::new(),
+            prefix_rules: 2,
+            l4_slots: 0,
+            domain_rules: 14,
+            allowlist: 0,
+            rules_by_kind: vec![("domain", "legal", 13), ("domain-pass", "legal", 1)],
+            maps: vec![MapUsage { map: "DOMAINS", entries: 12, capacity: 1_100_000 }],
+            fail_closed: false,
+            reasons: Vec::new(),
+            orders_hits: Vec::new(),
+            l7: filter_common::maps::l7::NAMES.iter().enumerate().map(|(i, &event)| L7Count { event, count: i as u64 * 10 }).collect(),
+        }
+    }
+
+    #[test]
+    fn domain_rules_and_name_events_are_reported() {
+        let text = render_status(&snapshot());
+        assert!(text.contains("domain rules 14"), "{text}");
+        assert!(text.contains("map DOMAINS                12 / 1100000    (0.0%)"), "{text}");
+        assert!(text.contains("Names (DNS, TLS SNI, HTTP Host)\n  dns_queries 0   dns_answered 10   dns_unparsed 20   tls_sni 30\n"), "{text}");
+        assert!(text.contains("bad_names 100"), "{text}");
+
+        let metrics = Metrics {
+            reload_duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("edgefilter_reload_duration_seconds", "h")).unwrap(),
+            order_enforcement: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("edgefilter_order_enforcement_seconds", "h")).unwrap(),
+            reload_errors: prometheus::IntCounter::new("edgefilter_reload_errors_total", "h").unwrap(),
+            last_reload: 0.0,
+            sequence: 3,
+        };
+        let text = render_metrics(&snapshot(), &metrics).unwrap();
+        for line in [
+            "edgefilter_l7_events_total{event=\"dns_answered\"} 10",
+            "edgefilter_l7_events_total{event=\"flow_drops\"} 90",
+            "edgefilter_rules{category=\"legal\",kind=\"domain\"} 13",
+            "edgefilter_rules{category=\"legal\",kind=\"domain-pass\"} 1",
+            "edgefilter_map_capacity{map=\"DOMAINS\"} 1100000",
+            "edgefilter_map_entries{map=\"DOMAINS\"} 12",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // Without a domain stage there is no Names section.
+        let mut s = snapshot();
+        s.l7.clear();
+        assert!(!render_status(&s).contains("Names"));
+    }
 }

@@ -98,12 +98,24 @@ impl Agent {
         let orders = || files.iter().chain(&self.api_orders);
         let fresh = self.state.assign_rule_ids(orders())?;
         let state = &self.state;
-        let rules = RuleSet::build_with(self.config.settings.clone(), orders(), now, |o, i| {
+        let mut rules = RuleSet::build_with(self.config.settings.clone(), orders(), now, |o, i| {
             state.rule_id(&o.id, i).ok_or_else(|| format!("no rule id for {} entry {i}", o.id))
         })
         .map_err(anyhow::Error::msg)?;
         self.dataplane.reset_rule_counters(&fresh)?;
-        let generation = self.dataplane.apply_rules(&rules)?;
+        let generation = match self.dataplane.apply_rules(&rules) {
+            // Two rule names share a DOMAINS key under these seeds (nothing
+            // was written): hash every name again with new ones.
+            Err(e) if format!("{e:#}").contains(filter_common::compile::DOMAIN_HASH_COLLISION) => {
+                let seeds = self.state.new_name_seeds()?;
+                eprintln!("{e:#}; domain names are hashed with new seeds from now on");
+                self.audit.append(AGENT, "reseed", json!({ "reason": format!("{e:#}") }))?;
+                self.config.settings.name_seeds = seeds;
+                rules.settings.name_seeds = seeds;
+                self.dataplane.apply_rules(&rules)?
+            }
+            result => result?,
+        };
         // In force from here.
         let elapsed = started.elapsed().as_secs_f64();
         self.metrics.reload_duration.observe(elapsed);
@@ -125,15 +137,17 @@ impl Agent {
             }
             m.insert("prefix_rules".into(), json!(rules.prefixes.len()));
             m.insert("l4_slots".into(), json!(rules.l4.len()));
+            m.insert("domain_rules".into(), json!(rules.domains.len()));
             m.insert("seconds".into(), json!(elapsed));
         }
         self.audit.append(actor, action, details)?;
         eprintln!(
-            "{action}: rule set {} in force (generation {generation}): {} orders, {} prefix rules, {} L4 slots, {:.3} s",
+            "{action}: rule set {} in force (generation {generation}): {} orders, {} prefix rules, {} L4 slots, {} domain rules, {:.3} s",
             self.metrics.sequence,
             forced.len(),
             rules.prefixes.len(),
             rules.l4.len(),
+            rules.domains.len(),
             elapsed
         );
         self.in_force = forced;
@@ -300,7 +314,7 @@ impl Agent {
     }
 }
 
-pub fn run(config: Config) -> Result<()> {
+pub fn run(mut config: Config) -> Result<()> {
     let mut state = Persisted::open(&config.state_dir)?;
     let mut audit = AuditLog::open(&config.state_dir.join("audit.jsonl"))?;
     let actor = format!("operator:uid={}", unsafe { libc::getuid() });
@@ -322,6 +336,15 @@ pub fn run(config: Config) -> Result<()> {
     if adopted {
         eprintln!("adopting the data plane pinned at {}: the running rules stay in force until the new set is applied", pin_dir.display());
     }
+    // Domain names are hashed with the seeds the pinned DOMAINS map is
+    // keyed by, else with this installation's own.
+    config.settings.name_seeds = match dp.adopted_name_seeds() {
+        Some(seeds) => {
+            state.set_name_seeds(seeds)?;
+            seeds
+        }
+        None => state.name_seeds()?,
+    };
     let mut attached = Vec::new();
     // Slots first: counters are per interface and must keep their meaning.
     let slots: Vec<u32> = config.interfaces.iter().map(|i| state.slot(i)).collect::<Result<_>>()?;

@@ -1,6 +1,7 @@
 //! Small persistent facts the agent keeps in its state directory:
 //! interface counter slots (so per-interface counters in the pinned maps
-//! keep their meaning across restarts) and the rule-set sequence number.
+//! keep their meaning across restarts), the rule-set sequence number,
+//! stable rule ids and the seeds of the domain name hashes.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,11 @@ pub struct State {
     /// rule id); read once and converted.
     #[serde(default, skip_serializing)]
     rule_ids: BTreeMap<String, u32>,
+    /// Seeds of the domain name hashes (`filter_common::names`), random,
+    /// generated once: the kernel's `DOMAINS` map is keyed by them, and
+    /// names nobody can predict cannot be made to collide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_seeds: Option<[u64; 2]>,
     /// Rule ids in use, one bit each (so finding the lowest free id does
     /// not walk every order at every push).
     #[serde(skip)]
@@ -137,6 +143,35 @@ impl State {
         Ok(fresh)
     }
 
+    /// The seeds of the domain name hashes, generated from OS randomness
+    /// (and saved) the first time.
+    pub fn name_seeds(&mut self) -> Result<[u64; 2]> {
+        match self.name_seeds {
+            Some(seeds) => Ok(seeds),
+            None => self.new_name_seeds(),
+        }
+    }
+
+    /// New random seeds, saved (when two rule names collide under the
+    /// current ones).
+    pub fn new_name_seeds(&mut self) -> Result<[u64; 2]> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("cannot read OS randomness: {e}"))?;
+        let (a, b) = bytes.split_at(8);
+        let seeds = [u64::from_le_bytes(a.try_into().expect("8 bytes")), u64::from_le_bytes(b.try_into().expect("8 bytes"))];
+        self.set_name_seeds(seeds)?;
+        Ok(seeds)
+    }
+
+    /// Records the seeds in force (e.g. those of an adopted data plane).
+    pub fn set_name_seeds(&mut self, seeds: [u64; 2]) -> Result<()> {
+        if self.name_seeds != Some(seeds) {
+            self.name_seeds = Some(seeds);
+            self.save()?;
+        }
+        Ok(())
+    }
+
     pub fn rule_id(&self, order: &str, entry: usize) -> Option<u32> {
         self.order_rule_ids.get(order).and_then(|ids| ids.get(entry)).copied().filter(|&id| id != 0)
     }
@@ -169,3 +204,29 @@ impl State {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_seeds_are_random_once_then_kept() {
+        let dir = std::env::temp_dir().join(format!("edgefilter-state-seeds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut state = State::open(&dir).unwrap();
+        assert_eq!(state.name_seeds, None);
+        let seeds = state.name_seeds().unwrap();
+        assert_ne!(seeds, [0, 0]);
+        assert_eq!(state.name_seeds().unwrap(), seeds);
+        // Persisted, exactly (u64 beyond 2^53 included).
+        let reopened = State::open(&dir).unwrap();
+        assert_eq!(reopened.name_seeds, Some(seeds));
+        let mut state = reopened;
+        state.set_name_seeds([u64::MAX, 1]).unwrap();
+        assert_eq!(State::open(&dir).unwrap().name_seeds, Some([u64::MAX, 1]));
+        let fresh = state.new_name_seeds().unwrap();
+        assert_ne!(fresh, [u64::MAX, 1]);
+        assert_eq!(State::open(&dir).unwrap().name_seeds, Some(fresh));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
