@@ -191,3 +191,15 @@ fn port_lists_are_validated() {
     let rules = RuleSet { settings: s, ..RuleSet::default() };
     assert!(compile(&rules, 0).unwrap_err().starts_with("http_ports: 5 ports"));
 }
+
+#[test]
+fn the_longest_names_hash_like_the_data_plane() {
+    // 16 labels (the most a rule has), 63-byte labels, 253 bytes.
+    let deep = (1..=16).map(|i| format!("l{i}")).collect::<Vec<_>>().join(".");
+    let long = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+    assert_eq!(long.len(), 253);
+    let rules = set(vec![rule(1, &deep, DomainAction::Drop, false), rule(2, &format!("*.{long}"), DomainAction::Drop, false)]);
+    let map = compile_domains(&rules, SEEDS).unwrap();
+    assert_eq!(slots(entry(&map, &deep)), (1, DOMAIN_DROP, 0, 0, DOMAIN_NONE, 0));
+    assert_eq!(slots(entry(&map, &long)), (0, DOMAIN_NONE, 0, 2, DOMAIN_DROP, 0));
+}
