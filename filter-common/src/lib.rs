@@ -6,6 +6,7 @@
 #![cfg_attr(not(feature = "user"), no_std)]
 
 pub mod maps;
+pub mod names;
 pub mod proto;
 
 #[cfg(feature = "user")]

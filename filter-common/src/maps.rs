@@ -86,9 +86,12 @@ pub enum Reason {
     Fragment = 6,
     /// Truncated or malformed headers (fail-open passes, fail-closed drops).
     Malformed = 7,
+    /// A domain rule: DNS query name, TLS SNI or HTTP Host (and the rest
+    /// of a TCP connection whose name was blocked).
+    Domain = 8,
 }
 
-pub const N_REASONS: u32 = 8;
+pub const N_REASONS: u32 = 9;
 
 impl Reason {
     pub const ALL: [Reason; N_REASONS as usize] = [
@@ -100,6 +103,7 @@ impl Reason {
         Reason::L4,
         Reason::Fragment,
         Reason::Malformed,
+        Reason::Domain,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -112,6 +116,7 @@ impl Reason {
             Reason::L4 => "l4",
             Reason::Fragment => "fragment",
             Reason::Malformed => "malformed",
+            Reason::Domain => "domain",
         }
     }
 }
@@ -150,7 +155,22 @@ pub struct GenerationMeta {
     pub l4_rule_count: u32,
     /// Fragment policy (`FRAG_*`) indexed by IP protocol number.
     pub fragment_policy: [u8; 256],
+    /// Seeds of the domain name hashes (`crate::names`); constant for the
+    /// life of the `DOMAINS` map.
+    pub name_seeds: [u64; 2],
+    /// Domain rules in force (0 skips the domain stage).
+    pub domain_rules: u32,
+    pub _pad: u32,
+    /// Destination ports where names are looked for (0 = unused slot):
+    /// DNS over UDP and TCP, TLS ClientHello, HTTP/1.x Host.
+    pub dns_ports: [u16; MAX_L7_PORTS],
+    pub tls_ports: [u16; MAX_L7_PORTS],
+    pub http_ports: [u16; MAX_L7_PORTS],
+    pub _pad2: [u16; 4],
 }
+
+/// Ports per kind in `GenerationMeta`.
+pub const MAX_L7_PORTS: usize = 4;
 
 impl Default for GenerationMeta {
     fn default() -> Self {
@@ -160,8 +180,135 @@ impl Default for GenerationMeta {
             flags: 0,
             l4_rule_count: 0,
             fragment_policy: [FRAG_PASS; 256],
+            name_seeds: [0; 2],
+            domain_rules: 0,
+            _pad: 0,
+            dns_ports: [53, 0, 0, 0],
+            tls_ports: [443, 0, 0, 0],
+            http_ports: [80, 0, 0, 0],
+            _pad2: [0; 4],
         }
     }
+}
+
+// ## Domains
+//
+// `DOMAINS` maps the first hash of a name suffix (see `crate::names`) to
+// what rules say about it. It is not tagged with a generation: the agent
+// updates entries in place (each entry atomically), so during a reload a
+// packet sees each name either before or after the change.
+
+/// `DOMAINS` value: rules on one name, for the name itself (`exact_*`) and
+/// for names below it (`sub_*`). A `.example.com` rule fills both.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DomainEntry {
+    /// Second hash of the suffix: must equal the packet's.
+    pub check: u64,
+    /// Enforcing rule (drop, answer, or pass) and its `DOMAIN_*` action.
+    pub exact_rule: u32,
+    pub sub_rule: u32,
+    /// Dry-run rule (counted, never acts).
+    pub exact_dry_rule: u32,
+    pub sub_dry_rule: u32,
+    pub exact_action: u8,
+    pub sub_action: u8,
+    pub _pad: [u8; 6],
+}
+
+/// No enforcing rule for this scope.
+pub const DOMAIN_NONE: u8 = 0;
+/// Drop the packet (and, for TCP, the rest of the connection).
+pub const DOMAIN_DROP: u8 = 1;
+/// DNS: answer NXDOMAIN from the kernel (other protocols: drop).
+pub const DOMAIN_NXDOMAIN: u8 = 2;
+/// DNS: answer REFUSED from the kernel (other protocols: drop).
+pub const DOMAIN_REFUSED: u8 = 3;
+/// Allowlisted name (RPZ passthru): no domain rule applies below it.
+pub const DOMAIN_PASS: u8 = 4;
+
+/// Default `DOMAINS` capacity (the agent sets it from its configuration).
+pub const DEFAULT_DOMAIN_CAPACITY: u32 = 1_100_000;
+/// TCP connections remembered as blocked (`BLOCKED_FLOWS`), and TLS
+/// ClientHellos awaiting their next segment (`TLS_PENDING`).
+pub const DEFAULT_FLOW_CAPACITY: u32 = 65_536;
+
+/// A TCP connection, as the client sends (both families; IPv4 uses the
+/// first four bytes of each address).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub v6: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `BLOCKED_FLOWS` value: the rule that blocked the connection's name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockedFlow {
+    pub rule_id: u32,
+    pub _pad: u32,
+}
+
+/// `TLS_PENDING` value: a ClientHello whose extensions continue in the
+/// next segment. Offsets are from the start of the next segment's payload
+/// (the last four bytes of this one are kept, so an extension header may
+/// straddle the boundary).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsPending {
+    /// TCP sequence number the next segment must carry.
+    pub next_seq: u32,
+    /// Offset of the next extension header (may be -1..-4: in `tail`).
+    pub next_ext: i32,
+    /// Offset where the extensions end.
+    pub ext_end: i32,
+    /// Last four payload bytes of the previous segment.
+    pub tail: [u8; 4],
+}
+
+/// `L7_STATS` indexes (per-CPU u64 counters, for operators).
+pub mod l7 {
+    /// DNS queries whose name was looked up.
+    pub const DNS_QUERIES: u32 = 0;
+    /// Queries answered from the kernel (NXDOMAIN or REFUSED).
+    pub const DNS_ANSWERED: u32 = 1;
+    /// DNS messages to a DNS port whose question could not be read.
+    pub const DNS_UNPARSED: u32 = 2;
+    /// TLS ClientHellos whose server_name was looked up.
+    pub const TLS_SNI: u32 = 3;
+    /// ClientHellos continued in a second segment.
+    pub const TLS_CONTINUED: u32 = 4;
+    /// ClientHellos carrying Encrypted Client Hello (reported, never blocked).
+    pub const TLS_ECH: u32 = 5;
+    /// ClientHellos without server_name, or that could not be followed.
+    pub const TLS_NO_SNI: u32 = 6;
+    /// HTTP requests whose Host was looked up.
+    pub const HTTP_HOST: u32 = 7;
+    /// HTTP requests without a Host header within the scanned bytes.
+    pub const HTTP_NO_HOST: u32 = 8;
+    /// Segments dropped because their connection's name was blocked.
+    pub const FLOW_DROPS: u32 = 9;
+    /// Names that are not valid (empty or overlong labels, too long).
+    pub const BAD_NAMES: u32 = 10;
+    pub const LEN: u32 = 11;
+    pub const NAMES: [&str; LEN as usize] = [
+        "dns_queries",
+        "dns_answered",
+        "dns_unparsed",
+        "tls_sni",
+        "tls_continued",
+        "tls_ech",
+        "tls_no_sni",
+        "http_host",
+        "http_no_host",
+        "flow_drops",
+        "bad_names",
+    ];
 }
 
 /// Malformed packets are dropped instead of passed.
@@ -282,8 +429,27 @@ pub mod names {
     pub const L4_SETS: &str = "L4_SETS";
     pub const REASON_STATS: &str = "REASON_STATS";
     pub const RULE_STATS: &str = "RULE_STATS";
+    pub const DOMAINS: &str = "DOMAINS";
+    pub const BLOCKED_FLOWS: &str = "BLOCKED_FLOWS";
+    pub const TLS_PENDING: &str = "TLS_PENDING";
+    pub const L7_STATS: &str = "L7_STATS";
 
     /// Every map, as pinned under `<bpffs>/<instance>/maps/`.
-    pub const ALL_MAPS: [&str; 11] =
-        [CONFIG, GEN_META, V4_TBL24, V4_TBL8, V4_LONG, PREFIX_V6, PREFIX_ENTRIES, L4_RULES, L4_SETS, REASON_STATS, RULE_STATS];
+    pub const ALL_MAPS: [&str; 15] = [
+        CONFIG,
+        GEN_META,
+        V4_TBL24,
+        V4_TBL8,
+        V4_LONG,
+        PREFIX_V6,
+        PREFIX_ENTRIES,
+        L4_RULES,
+        L4_SETS,
+        REASON_STATS,
+        RULE_STATS,
+        DOMAINS,
+        BLOCKED_FLOWS,
+        TLS_PENDING,
+        L7_STATS,
+    ];
 }
