@@ -53,6 +53,14 @@ pub struct IpPacket {
     /// Extension headers or transport header truncated/invalid. Addresses
     /// are still known, so allowlist and prefix rules still apply.
     pub upper_malformed: bool,
+    /// Frame offsets of the IP header and, with `l4`, of the transport
+    /// header and (TCP, UDP) its payload `[payload_off, payload_end)`; the
+    /// end is the IP datagram's end, not the frame's.
+    pub l3_off: usize,
+    pub l4_off: usize,
+    pub payload_off: usize,
+    pub payload_end: usize,
+    pub tcp_seq: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,15 +96,16 @@ pub fn parse(frame: &[u8]) -> Parsed {
         rest = &rest[vlan.slice().len()..];
         tags += 1;
     }
+    let l3_off = frame.len() - rest.len();
     match ether_type {
         ETH_P_ARP => Parsed::Arp,
-        ETH_P_IPV4 => parse_ipv4(rest),
-        ETH_P_IPV6 => parse_ipv6(rest),
+        ETH_P_IPV4 => parse_ipv4(rest, l3_off),
+        ETH_P_IPV6 => parse_ipv6(rest, l3_off),
         other => Parsed::NonIp(other),
     }
 }
 
-fn parse_ipv4(data: &[u8]) -> Parsed {
+fn parse_ipv4(data: &[u8], l3_off: usize) -> Parsed {
     let Ok(ip) = Ipv4HeaderSlice::from_slice(data) else {
         return Parsed::MalformedL3;
     };
@@ -116,14 +125,19 @@ fn parse_ipv4(data: &[u8]) -> Parsed {
         fragment,
         l4: None,
         upper_malformed: false,
+        l3_off,
+        l4_off: 0,
+        payload_off: 0,
+        payload_end: 0,
+        tcp_seq: 0,
     };
     if fragment != Fragment::NonFirst {
-        parse_l4(&mut pkt, &data[header_len..total_len], false);
+        parse_l4(&mut pkt, &data[header_len..total_len], false, l3_off + header_len);
     }
     Parsed::Ip(pkt)
 }
 
-fn parse_ipv6(data: &[u8]) -> Parsed {
+fn parse_ipv6(data: &[u8], l3_off: usize) -> Parsed {
     let Ok(ip) = Ipv6HeaderSlice::from_slice(data) else {
         return Parsed::MalformedL3;
     };
@@ -138,6 +152,11 @@ fn parse_ipv6(data: &[u8]) -> Parsed {
         fragment: Fragment::None,
         l4: None,
         upper_malformed: false,
+        l3_off,
+        l4_off: 0,
+        payload_off: 0,
+        payload_end: 0,
+        tcp_seq: 0,
     };
     let mut rest = &data[40..end];
     let mut walked = 0;
@@ -183,7 +202,8 @@ fn parse_ipv6(data: &[u8]) -> Parsed {
             return upper_malformed(pkt);
         }
     }
-    parse_l4(&mut pkt, rest, true);
+    let l4_off = l3_off + end - rest.len();
+    parse_l4(&mut pkt, rest, true, l4_off);
     Parsed::Ip(pkt)
 }
 
@@ -203,7 +223,7 @@ fn fragment_kind(offset: u16, more_fragments: bool) -> Fragment {
 /// Transport header of an unfragmented packet or a first fragment. A first
 /// fragment too short for its transport header is malformed (tiny-fragment
 /// attacks, RFC 1858 / RFC 7112).
-fn parse_l4(pkt: &mut IpPacket, data: &[u8], is_v6: bool) {
+fn parse_l4(pkt: &mut IpPacket, data: &[u8], is_v6: bool, off: usize) {
     let l4 = match (pkt.protocol, is_v6) {
         (IPPROTO_TCP, _) => TcpHeaderSlice::from_slice(data).ok().map(|t| L4Fields {
             src_port: t.source_port(),
@@ -227,7 +247,19 @@ fn parse_l4(pkt: &mut IpPacket, data: &[u8], is_v6: bool) {
         _ => return,
     };
     match l4 {
-        Some(fields) => pkt.l4 = Some(fields),
+        Some(fields) => {
+            pkt.l4 = Some(fields);
+            pkt.l4_off = off;
+            pkt.payload_end = off + data.len();
+            match pkt.protocol {
+                IPPROTO_TCP => {
+                    pkt.payload_off = off + usize::from(data[12] >> 4) * 4;
+                    pkt.tcp_seq = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+                }
+                IPPROTO_UDP => pkt.payload_off = off + 8,
+                _ => pkt.payload_off = pkt.payload_end,
+            }
+        }
         None => pkt.upper_malformed = true,
     }
 }

@@ -6,14 +6,23 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use std::cell::RefCell;
+
 use crate::maps::{Reason, FRAG_DROP_ALL, FRAG_DROP_NON_FIRST};
 use crate::packet::{parse, Addrs, Fragment, IpPacket, Parsed, IPPROTO_ICMPV6};
 use crate::rules::{L4Slot, RuleSet, Scope};
 
+pub mod names;
+
+pub use names::{NameOutcome, NameState};
+
 /// The verdict for one frame and every counter it moves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
+    /// Not passed on (dropped, or answered with `answer`).
     pub drop: bool,
+    /// The frame sent back instead (an in-kernel DNS answer).
+    pub answer: Option<Vec<u8>>,
     pub reason: Reason,
     /// Rule that decided the verdict (0 = none).
     pub rule_id: u32,
@@ -95,6 +104,10 @@ impl PrefixIndex {
 
 pub struct Reference<'a> {
     pub rules: &'a RuleSet,
+    /// What the domain stage remembers between packets (blocked TCP
+    /// connections, ClientHellos continued in the next segment) and its
+    /// counters, as the kernel's maps do.
+    pub names: RefCell<NameState>,
     v4: PrefixIndex,
     v6: PrefixIndex,
     allow_v4: PrefixIndex,
@@ -103,7 +116,7 @@ pub struct Reference<'a> {
 
 impl<'a> Reference<'a> {
     pub fn new(rules: &'a RuleSet) -> Self {
-        let mut r = Reference { rules, v4: PrefixIndex::default(), v6: PrefixIndex::default(), allow_v4: PrefixIndex::default(), allow_v6: PrefixIndex::default() };
+        let mut r = Reference { rules, names: RefCell::new(NameState::default()), v4: PrefixIndex::default(), v6: PrefixIndex::default(), allow_v4: PrefixIndex::default(), allow_v6: PrefixIndex::default() };
         for (i, p) in rules.prefixes.iter().enumerate() {
             match p.net {
                 IpNet::V4(_) => r.v4.insert(p.net, i),
@@ -143,7 +156,7 @@ impl<'a> Reference<'a> {
 
     pub fn classify(&self, frame: &[u8]) -> Decision {
         let mut hits = Vec::new();
-        let done = |drop, reason, rule_id, hits| Decision { drop, reason, rule_id, hits };
+        let done = |drop, reason, rule_id, hits| Decision { drop, answer: None, reason, rule_id, hits };
         let malformed = |hits| done(self.rules.settings.fail_closed, Reason::Malformed, 0, hits);
         let p = match parse(frame) {
             Parsed::MalformedL2 | Parsed::MalformedL3 => return malformed(hits),
@@ -174,6 +187,16 @@ impl<'a> Reference<'a> {
         }
         if p.upper_malformed {
             return malformed(hits);
+        }
+        if !self.rules.domains.is_empty() && p.l4.is_some() && p.fragment == Fragment::None {
+            let mut names = self.names.borrow_mut();
+            match names::domain_stage(self.rules, &mut names, frame, &p, &mut hits) {
+                (NameOutcome::Continue, _) => {}
+                (NameOutcome::Drop, rule) => return done(true, Reason::Domain, rule, hits),
+                (NameOutcome::Answer(frame), rule) => {
+                    return Decision { drop: true, answer: Some(frame), reason: Reason::Domain, rule_id: rule, hits };
+                }
+            }
         }
         for slot in &self.rules.l4 {
             if l4_matches(slot, &p, src, dst) {

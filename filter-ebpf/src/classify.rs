@@ -1,7 +1,7 @@
 //! Classification order (see README "How a packet is classified"):
 //! malformed L2/L3 -> ARP/ND -> allowlist -> prefix blocklist (source, then
-//! destination) -> malformed upper headers -> L4 rules -> fragment policy ->
-//! default pass.
+//! destination) -> malformed upper headers -> domain names (DNS, TLS SNI,
+//! HTTP Host) -> L4 rules -> fragment policy -> default pass.
 use aya_ebpf::{helpers::bpf_loop, maps::lpm_trie::Key, programs::XdpContext};
 use filter_common::maps::*;
 
@@ -9,15 +9,25 @@ use crate::maps::*;
 use crate::parse::{self, Frame, Ip, FRAG_NONE, FRAG_NON_FIRST};
 use filter_common::proto::IPPROTO_ICMPV6;
 
-/// Returns whether to drop the frame, after counting it.
+/// What to do with a frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    Drop,
+    /// Rewritten in place into an answer (DNS): send it back.
+    Tx,
+}
+
+/// Decides the frame's fate, after counting it (an answered query counts
+/// as dropped: it never reaches its destination).
 #[inline(always)]
-pub fn classify(ctx: &XdpContext) -> bool {
+pub fn classify(ctx: &XdpContext) -> Action {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let (drop, reason) = decide(ctx, len);
+    let (action, reason) = decide(ctx, len);
     // SAFETY: read-only data set once by the loader.
     let slot = unsafe { core::ptr::read_volatile(&IFACE_SLOT) } % MAX_IFACE_SLOTS;
-    count(&REASON_STATS, reason_stats_index(slot, reason, drop), len);
-    drop
+    count(&REASON_STATS, reason_stats_index(slot, reason, action != Action::Pass), len);
+    action
 }
 
 #[inline(always)]
@@ -32,29 +42,36 @@ fn count(map: &aya_ebpf::maps::PerCpuArray<Counter>, index: u32, len: u64) {
 }
 
 #[inline(always)]
-fn hit(rule_id: u32, len: u64) {
+pub fn hit(rule_id: u32, len: u64) {
     count(&RULE_STATS, rule_id, len);
 }
 
 #[inline(always)]
-fn decide(ctx: &XdpContext, len: u64) -> (bool, Reason) {
+fn decide(ctx: &XdpContext, len: u64) -> (Action, Reason) {
+    let (drop, reason) = decide_inner(ctx, len);
+    (if drop == 2 { Action::Tx } else if drop == 1 { Action::Drop } else { Action::Pass }, reason)
+}
+
+/// 0 pass, 1 drop, 2 transmit.
+#[inline(always)]
+fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
     // The generation is read once: every lookup below uses the same rule set.
     let generation = match CONFIG.get(0) {
         Some(c) => c.generation & 1,
         None => 0,
     };
-    let Some(meta) = GEN_META.get(generation) else { return (false, Reason::Pass) };
+    let Some(meta) = GEN_META.get(generation) else { return (0, Reason::Pass) };
     let fail_closed = meta.flags & META_FAIL_CLOSED != 0;
 
     let mut ip = Ip::default();
     match parse::parse(ctx, &mut ip) {
-        Frame::MalformedL2 | Frame::MalformedL3 => return (fail_closed, Reason::Malformed),
-        Frame::Arp => return (false, Reason::Control),
-        Frame::NonIp => return (false, Reason::NonIp),
+        Frame::MalformedL2 | Frame::MalformedL3 => return (fail_closed as u8, Reason::Malformed),
+        Frame::Arp => return (0, Reason::Control),
+        Frame::NonIp => return (0, Reason::NonIp),
         Frame::Ip => {}
     }
     if is_neighbour_discovery(&ip) {
-        return (false, Reason::Control);
+        return (0, Reason::Control);
     }
 
     let (src, dst) = lookup(generation, &ip);
@@ -62,35 +79,42 @@ fn decide(ctx: &XdpContext, len: u64) -> (bool, Reason) {
     let src = src.unwrap_or(&empty);
     let dst = dst.unwrap_or(&empty);
     if (src.flags | dst.flags) & PREFIX_ALLOW != 0 {
-        return (false, Reason::Allowlist);
+        return (0, Reason::Allowlist);
     }
     if src.src_dryrun_rule != 0 {
         hit(src.src_dryrun_rule, len);
     }
     if src.src_drop_rule != 0 {
         hit(src.src_drop_rule, len);
-        return (true, Reason::Prefix);
+        return (1, Reason::Prefix);
     }
     if dst.dst_dryrun_rule != 0 {
         hit(dst.dst_dryrun_rule, len);
     }
     if dst.dst_drop_rule != 0 {
         hit(dst.dst_drop_rule, len);
-        return (true, Reason::Prefix);
+        return (1, Reason::Prefix);
     }
     if ip.upper_malformed {
-        return (fail_closed, Reason::Malformed);
+        return (fail_closed as u8, Reason::Malformed);
+    }
+    if meta.domain_rules != 0 && ip.has_l4 && ip.fragment == FRAG_NONE {
+        match crate::l7::edgefilter_domain_stage(ctx.ctx, meta, &ip, len) {
+            1 => return (1, Reason::Domain),
+            2 => return (2, Reason::Domain),
+            _ => {}
+        }
     }
     if meta.l4_rule_count != 0 && l4_drop(generation, meta, src, dst, &ip, len) {
-        return (true, Reason::L4);
+        return (1, Reason::L4);
     }
     if ip.fragment != FRAG_NONE {
         let policy = meta.fragment_policy[ip.protocol as usize];
         if policy == FRAG_DROP_ALL || (policy == FRAG_DROP_NON_FIRST && ip.fragment == FRAG_NON_FIRST) {
-            return (true, Reason::Fragment);
+            return (1, Reason::Fragment);
         }
     }
-    (false, Reason::Pass)
+    (0, Reason::Pass)
 }
 
 /// See `filter_common::reference::is_neighbour_discovery` for why each

@@ -8,6 +8,7 @@
 #![no_main]
 
 mod classify;
+mod l7;
 mod maps;
 mod parse;
 
@@ -15,10 +16,10 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 #[xdp]
 pub fn edgefilter(ctx: XdpContext) -> u32 {
-    if classify::classify(&ctx) {
-        xdp_action::XDP_DROP
-    } else {
-        xdp_action::XDP_PASS
+    match classify::classify(&ctx) {
+        classify::Action::Pass => xdp_action::XDP_PASS,
+        classify::Action::Drop => xdp_action::XDP_DROP,
+        classify::Action::Tx => xdp_action::XDP_TX,
     }
 }
 

@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use filter_common::maps::*;
 
@@ -51,3 +51,25 @@ pub static RULE_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_
 /// the loader sets it (read-only data, so the JIT folds it).
 #[unsafe(no_mangle)]
 pub static IFACE_SLOT: u32 = 0;
+
+/// Domain rules by the first hash of a name suffix (`filter_common::names`).
+#[map(name = "DOMAINS")]
+pub static DOMAINS: HashMap<u64, DomainEntry> =
+    HashMap::with_max_entries(DEFAULT_DOMAIN_CAPACITY, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// TCP connections whose TLS or HTTP name was blocked: the rest of the
+/// connection is dropped at lookup cost.
+#[map(name = "BLOCKED_FLOWS")]
+pub static BLOCKED_FLOWS: LruHashMap<FlowKey, BlockedFlow> = LruHashMap::with_max_entries(DEFAULT_FLOW_CAPACITY, 0);
+
+/// ClientHellos whose extensions continue in the next segment.
+#[map(name = "TLS_PENDING")]
+pub static TLS_PENDING: LruHashMap<FlowKey, TlsPending> = LruHashMap::with_max_entries(DEFAULT_FLOW_CAPACITY, 0);
+
+/// Operator counters of the domain stage (`filter_common::maps::l7`).
+#[map(name = "L7_STATS")]
+pub static L7_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(l7::LEN, 0);
+
+/// Per-CPU room to copy a name or an HTTP header block into.
+#[map(name = "SCRATCH")]
+pub static SCRATCH: PerCpuArray<crate::l7::Scratch> = PerCpuArray::with_max_entries(1, 0);

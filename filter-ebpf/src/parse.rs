@@ -24,6 +24,7 @@ pub enum Frame {
 
 /// What classification needs from an IP packet. Addresses are copied out
 /// of the packet; IPv4 uses the first four bytes.
+#[repr(C)]
 pub struct Ip {
     pub v6: bool,
     pub src: [u8; 16],
@@ -38,6 +39,14 @@ pub struct Ip {
     pub tcp_flags: u8,
     pub icmp_type: u8,
     pub icmp_code: u8,
+    /// Offset of the IP header (after Ethernet and VLAN tags).
+    pub l3_off: u32,
+    /// Offset and end of the transport header's payload (valid with `has_l4`
+    /// for TCP and UDP).
+    pub l4_off: u32,
+    pub payload_off: u32,
+    pub payload_end: u32,
+    pub tcp_seq: u32,
 }
 
 impl Ip {
@@ -56,13 +65,18 @@ impl Ip {
             tcp_flags: 0,
             icmp_type: 0,
             icmp_code: 0,
+            l3_off: 0,
+            l4_off: 0,
+            payload_off: 0,
+            payload_end: 0,
+            tcp_seq: 0,
         }
     }
 }
 
 /// `N` bytes at `off`, or `None` if the frame is shorter.
 #[inline(always)]
-fn bytes<const N: usize>(ctx: &XdpContext, off: usize) -> Option<&[u8; N]> {
+pub fn bytes<const N: usize>(ctx: &XdpContext, off: usize) -> Option<&[u8; N]> {
     if off > MAX_OFFSET {
         return None;
     }
@@ -74,8 +88,23 @@ fn bytes<const N: usize>(ctx: &XdpContext, off: usize) -> Option<&[u8; N]> {
     Some(unsafe { &*((start + off) as *const [u8; N]) })
 }
 
+/// Writable `N` bytes at `off`, or `None` if the frame is shorter.
 #[inline(always)]
-fn be16(hi: u8, lo: u8) -> u16 {
+pub fn bytes_mut<const N: usize>(ctx: &XdpContext, off: usize) -> Option<&mut [u8; N]> {
+    if off > MAX_OFFSET {
+        return None;
+    }
+    let start = ctx.data();
+    if start + off + N > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: bounds checked against data_end just above; XDP frames are
+    // writable and nothing else refers to these bytes.
+    Some(unsafe { &mut *((start + off) as *mut [u8; N]) })
+}
+
+#[inline(always)]
+pub fn be16(hi: u8, lo: u8) -> u16 {
     ((hi as u16) << 8) | lo as u16
 }
 
@@ -106,8 +135,14 @@ pub fn parse(ctx: &XdpContext, ip: &mut Ip) -> Frame {
     match ether_type {
         ETH_P_8021Q | ETH_P_8021AD => Frame::MalformedL2,
         ETH_P_ARP => Frame::Arp,
-        ETH_P_IPV4 => parse_ipv4(ctx, off, ip),
-        ETH_P_IPV6 => parse_ipv6(ctx, off, ip),
+        ETH_P_IPV4 => {
+            ip.l3_off = off as u32;
+            parse_ipv4(ctx, off, ip)
+        }
+        ETH_P_IPV6 => {
+            ip.l3_off = off as u32;
+            parse_ipv6(ctx, off, ip)
+        }
         _ => Frame::NonIp,
     }
 }
@@ -227,6 +262,8 @@ fn parse_l4(ctx: &XdpContext, off: usize, end: usize, v6: bool, ip: &mut Ip) {
             ip.src_port = be16(t[0], t[1]);
             ip.dst_port = be16(t[2], t[3]);
             ip.tcp_flags = t[13];
+            ip.tcp_seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+            ip.payload_off = (off + header_len) as u32;
         }
         IPPROTO_UDP => {
             let Some(u) = bytes::<8>(ctx, off) else { ip.upper_malformed = true; return };
@@ -236,6 +273,7 @@ fn parse_l4(ctx: &XdpContext, off: usize, end: usize, v6: bool, ip: &mut Ip) {
             }
             ip.src_port = be16(u[0], u[1]);
             ip.dst_port = be16(u[2], u[3]);
+            ip.payload_off = (off + 8) as u32;
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             if (ip.protocol == IPPROTO_ICMPV6) != v6 {
@@ -251,6 +289,8 @@ fn parse_l4(ctx: &XdpContext, off: usize, end: usize, v6: bool, ip: &mut Ip) {
         }
         _ => return,
     }
+    ip.l4_off = off as u32;
+    ip.payload_end = end as u32;
     ip.has_l4 = true;
 }
 
