@@ -117,11 +117,11 @@ impl State {
         let mut fresh = Vec::new();
         // New entries get the lowest free ids in the order given.
         for (order, entries) in wanted {
-            let mut ids = self.order_rule_ids.remove(order).unwrap_or_default();
-            if ids.len() == entries && !ids.contains(&0) {
-                self.order_rule_ids.insert(order.to_string(), ids);
+            // Unchanged orders (nearly all, at a push) cost one lookup.
+            if self.order_rule_ids.get(order).is_some_and(|ids| ids.len() == entries && !ids.contains(&0)) {
                 continue;
             }
+            let mut ids = self.order_rule_ids.remove(order).unwrap_or_default();
             changed = true;
             for id in ids.drain(entries.min(ids.len())..) {
                 self.mark(id, false);
