@@ -16,6 +16,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use filter_common::compile::{CompiledGeneration, Limits};
+
+/// What the generations hold, diffed at every push: FxHash, not SipHash.
+type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 use filter_common::maps::{self, names, *};
 use filter_common::rules::RuleSet;
 
@@ -130,8 +133,8 @@ pub struct Totals {
 /// of ten prefixes costs ten map updates, not a rewrite of a million.
 #[derive(Default)]
 struct Written {
-    v4: std::collections::HashMap<V4LongKey, u32>,
-    v6: std::collections::HashMap<(u32, V6Key), u32>,
+    v4: FastMap<V4LongKey, u32>,
+    v6: FastMap<(u32, V6Key), u32>,
     v4_fingerprint: Option<u64>,
     /// `PREFIX_ENTRIES` of the generation as written (empty: unknown, so
     /// the next write is a full one).
@@ -458,7 +461,7 @@ impl Dataplane {
                     tbl8[group_base + i * 256..group_base + (i + 1) * 256].copy_from_slice(group);
                 }
             }
-            let new: std::collections::HashMap<V4LongKey, u32> = c.v4.long.iter().copied().collect();
+            let new: FastMap<V4LongKey, u32> = c.v4.long.iter().copied().collect();
             let (del, upd) = diff(&written.v4, &new);
             crate::batch::delete(raw_fd(&self.ebpf, names::V4_LONG)?, &del).context("removing IPv4 prefixes")?;
             let (keys, values): (Vec<V4LongKey>, Vec<u32>) = upd.into_iter().unzip();
@@ -466,7 +469,7 @@ impl Dataplane {
             written.v4 = new;
             written.v4_fingerprint = Some(c.v4_fingerprint);
         }
-        let new: std::collections::HashMap<(u32, V6Key), u32> = c.v6.iter().map(|(len, key, v)| ((*len, *key), *v)).collect();
+        let new: FastMap<(u32, V6Key), u32> = c.v6.iter().map(|(len, key, v)| ((*len, *key), *v)).collect();
         let (del, upd) = diff(&written.v6, &new);
         let del: Vec<Key<V6Key>> = del.into_iter().map(|(len, key)| Key::new(len, key)).collect();
         crate::batch::delete(raw_fd(&self.ebpf, names::PREFIX_V6)?, &del).context("removing IPv6 prefixes")?;
@@ -681,9 +684,9 @@ fn check_pinned_sizes(ebpf: &Ebpf, capacity: Capacity) -> Result<()> {
 }
 
 /// What to delete and what to write to turn `old` into `new`.
-fn diff<K: Copy + Eq + std::hash::Hash, V: Copy + PartialEq>(
-    old: &std::collections::HashMap<K, V>,
-    new: &std::collections::HashMap<K, V>,
+fn diff<K: Copy + Eq + std::hash::Hash, V: Copy + PartialEq, S: std::hash::BuildHasher>(
+    old: &std::collections::HashMap<K, V, S>,
+    new: &std::collections::HashMap<K, V, S>,
 ) -> (Vec<K>, Vec<(K, V)>) {
     let deletes = old.keys().filter(|k| !new.contains_key(k)).copied().collect();
     let updates = new.iter().filter(|(k, v)| old.get(k) != Some(v)).map(|(k, v)| (*k, *v)).collect();

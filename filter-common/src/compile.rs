@@ -9,6 +9,9 @@
 //! differential tests check all of it against the naive reference
 //! classifier.
 use std::collections::{BTreeMap, HashMap};
+
+/// Interning tables: hashed per prefix at every push, so FxHash, not SipHash.
+type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -90,13 +93,13 @@ fn lowest(a: u32, b: u32) -> u32 {
 /// indexes.
 struct Sets {
     sets: Vec<L4Set>,
-    index: HashMap<L4Set, u32>,
-    unions: HashMap<(u32, u32), u32>,
+    index: FastMap<L4Set, u32>,
+    unions: FastMap<(u32, u32), u32>,
 }
 
 impl Sets {
     fn new() -> Self {
-        Sets { sets: vec![L4Set::default()], index: HashMap::new(), unions: HashMap::new() }
+        Sets { sets: vec![L4Set::default()], index: FastMap::default(), unions: FastMap::default() }
     }
 
     fn intern(&mut self, set: L4Set) -> Result<u32, String> {
@@ -225,7 +228,7 @@ fn fold(mut own: Vec<(Prefix, Own)>, sets: &mut Sets) -> Result<Vec<(Prefix, Own
 /// Interned folded entries; index 0 is the empty entry.
 struct Entries {
     list: Vec<PrefixEntry>,
-    index: HashMap<PrefixEntry, u32>,
+    index: FastMap<PrefixEntry, u32>,
 }
 
 impl Entries {
@@ -397,7 +400,7 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         ..GenerationMeta::default()
     };
     // L4 scopes: one bitmap per prefix, accumulated, then interned.
-    let mut scopes: HashMap<(usize, Prefix), (L4Set, L4Set)> = HashMap::new();
+    let mut scopes: FastMap<(usize, Prefix), (L4Set, L4Set)> = FastMap::default();
     let mut l4_rules = Vec::with_capacity(rules.l4.len());
     for (slot, r) in rules.l4.iter().enumerate() {
         let bit = |set: &mut L4Set| set.words[slot / 64] |= 1u64 << (slot % 64);
@@ -420,7 +423,7 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
     }
 
     let [own_v4, own_v6] = own;
-    let mut entries = Entries { list: vec![PrefixEntry::default()], index: HashMap::new() };
+    let mut entries = Entries { list: vec![PrefixEntry::default()], index: FastMap::default() };
     let folded_v4 = fold(own_v4, &mut sets)?;
     let prefixes_v4 = folded_v4.len();
     let v4_fingerprint = {
