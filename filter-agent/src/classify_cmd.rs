@@ -91,7 +91,8 @@ fn frames(a: &ClassifyArgs) -> Result<Vec<Vec<u8>>> {
 
 /// One line: verdict, reason, deciding rule and where it comes from.
 pub fn describe(rules: &RuleSet, d: &Decision, len: usize) -> String {
-    let verdict = if d.drop { "DROP" } else { "PASS" };
+    // ANSWER: dropped, and answered from the kernel (a blocked DNS query).
+    let verdict = if d.answer.is_some() { "ANSWER" } else if d.drop { "DROP" } else { "PASS" };
     let mut line = format!("{verdict} reason={} len={len}", d.reason.name());
     if let Some(info) = rules.rule(d.rule_id) {
         line += &format!(

@@ -69,6 +69,27 @@ fn classify_explains_verdicts_with_provenance() {
 }
 
 #[test]
+fn classify_explains_domain_verdicts() {
+    use edgefilter_tests::l7gen::{self, ClientHello, Flow, Transport};
+    let query = |name: &str| hex::encode(l7gen::dns_frame(&Flow::v4(53), Transport::Udp, &l7gen::dns_query(7, name, 1)));
+    let hello = hex::encode(&l7gen::tls_frames(&Flow::v6(443), &[ClientHello::new("www.casino.example.net").record(1)])[0]);
+    let packets = [query("BET.example.com"), query("a.mirrors.example.org"), query("mirrors.example.org"), hello];
+    let mut cmd = agent();
+    cmd.args(["classify", "--rules"]).arg(rules_dir());
+    for p in &packets {
+        cmd.args(["--packet", p]);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("#1 ANSWER reason=domain") && lines[0].contains("order=EXAMPLE-REG-2026-0201") && lines[0].contains("legal-example-domains-2026-0201.toml:"), "{text}");
+    assert!(lines[1].starts_with("#2 ANSWER reason=domain") && lines[1].contains("order=EXAMPLE-REG-2026-0201"), "{text}");
+    assert!(lines[2].starts_with("#3 PASS reason=pass"), "`*.` does not include the parent: {text}");
+    assert!(lines[3].starts_with("#4 DROP reason=domain") && lines[3].contains("order=EXAMPLE-REG-2026-0201"), "{text}");
+}
+
+#[test]
 fn classify_reads_pcap_files() {
     let dir = edgefilter_tests::TempDir::new("cli-pcap");
     let path = dir.0.join("capture.pcap");
