@@ -65,6 +65,11 @@ pub enum Bench {
     /// Sustained order pushes through the API: orders/s and enforcement
     /// latency p50/p99 (edgefilter-orders-bench).
     Orders,
+    /// Domain stage ns/packet (DNS queries, TLS ClientHellos, HTTP Host;
+    /// blocked and not) with 1 and 1,000,000 domain rules, next to the IPv4
+    /// pass path, and the rules' load time and memory
+    /// (edgefilter-domains-bench).
+    Domains,
 }
 
 /// Runs a benchmark; returns its exit code.
@@ -113,6 +118,19 @@ pub fn bench(root: &Path, what: Bench, extra: &[String]) -> Result<i32> {
                 "BENCHMARKS.md",
             ])
         }
+        Bench::Domains => cmd::cargo([
+            "run",
+            "--release",
+            "-p",
+            "filter-agent",
+            "--bin",
+            "edgefilter-domains-bench",
+            "--",
+            "--out",
+            "bench-results/domains.json",
+            "--markdown",
+            "BENCHMARKS.md",
+        ]),
     };
     c.args(extra).current_dir(root);
     println!("$ {}", cmd::display(&c));
