@@ -394,6 +394,8 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         l4_rule_count: rules.l4.len() as u32,
         name_seeds: rules.settings.name_seeds,
         domain_rules: u32::try_from(rules.domains.len()).map_err(|_| "more than 2^32 domain rules".to_string())?,
+        domain_min_labels: rules.domains.iter().map(|d| d.pattern.name.split('.').count() as u16).min().unwrap_or(0),
+        domain_max_labels: rules.domains.iter().map(|d| d.pattern.name.split('.').count() as u16).max().unwrap_or(0),
         dns_ports,
         tls_ports,
         http_ports,

@@ -160,7 +160,10 @@ pub struct GenerationMeta {
     pub name_seeds: [u64; 2],
     /// Domain rules in force (0 skips the domain stage).
     pub domain_rules: u32,
-    pub _pad: u32,
+    /// Fewest and most labels of a domain rule's name: name suffixes
+    /// outside this range cannot be in `DOMAINS` and are not looked up.
+    pub domain_min_labels: u16,
+    pub domain_max_labels: u16,
     /// Destination ports where names are looked for (0 = unused slot):
     /// DNS over UDP and TCP, TLS ClientHello, HTTP/1.x Host.
     pub dns_ports: [u16; MAX_L7_PORTS],
@@ -182,7 +185,8 @@ impl Default for GenerationMeta {
             fragment_policy: [FRAG_PASS; 256],
             name_seeds: [0; 2],
             domain_rules: 0,
-            _pad: 0,
+            domain_min_labels: 0,
+            domain_max_labels: 0,
             dns_ports: [53, 0, 0, 0],
             tls_ports: [443, 0, 0, 0],
             http_ports: [80, 0, 0, 0],

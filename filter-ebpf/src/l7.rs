@@ -230,10 +230,13 @@ pub struct Lookup {
     /// Suffixes done.
     k: u32,
     labels: u32,
+    /// Suffixes of fewer labels than any rule are hashed, not looked up.
+    min_labels: u32,
+    /// Labels of the whole name (the suffix of that many is the name).
+    whole: u32,
     rule: u32,
     dry: u32,
     action: u32,
-    _pad: u32,
 }
 
 /// One suffix per call, least specific first: the most specific entry that
@@ -244,19 +247,24 @@ extern "C" fn lookup_step(_index: u64, _cb: *mut core::ffi::c_void) -> i64 {
     let scratch = unsafe { &mut *scratch };
     let k = scratch.look.k;
     let labels = scratch.look.labels;
+    // `labels` is already capped at the longest rule name (or the whole
+    // name, which exact rules need).
     if k >= labels || k >= MAX_NAME_LABELS as u32 {
         return 1;
     }
-    let label = scratch.labels[((labels - 1 - k) as usize) & (MAX_NAME_LABELS - 1)];
+    let label = scratch.labels[((scratch.look.whole - 1 - k) as usize) & (MAX_NAME_LABELS - 1)];
     let suffix = suffix_extend(scratch.look.suffix, label);
     scratch.look.suffix = suffix;
     scratch.look.k = k + 1;
+    if k + 1 < scratch.look.min_labels {
+        return 0;
+    }
     // SAFETY: plain read of a hash map entry.
     let Some(e) = (unsafe { DOMAINS.get(&suffix[0]) }) else { return 0 };
     if e.check != suffix[1] {
         return 0;
     }
-    let whole = k + 1 == labels;
+    let whole = k + 1 == scratch.look.whole;
     let (rule, action, dry) = if whole { (e.exact_rule, e.exact_action, e.exact_dry_rule) } else { (e.sub_rule, e.sub_action, e.sub_dry_rule) };
     if action != DOMAIN_NONE {
         scratch.look.rule = rule;
@@ -272,7 +280,22 @@ extern "C" fn lookup_step(_index: u64, _cb: *mut core::ffi::c_void) -> i64 {
 fn lookup(scratch: *mut Scratch, labels: u32, meta: &GenerationMeta, len: u64) -> Verdict {
     // SAFETY: a field of the scratch map value.
     let look = unsafe { core::ptr::addr_of_mut!((*scratch).look) };
-    put(look, Lookup { suffix: suffix_root(&meta.name_seeds), k: 0, labels, rule: 0, dry: 0, action: DOMAIN_NONE as u32, _pad: 0 });
+    // Suffixes longer than every rule name cannot match: stop there.
+    let max = meta.domain_max_labels as u32;
+    let walk = if max != 0 && labels > max { max } else { labels };
+    put(
+        look,
+        Lookup {
+            suffix: suffix_root(&meta.name_seeds),
+            k: 0,
+            labels: walk,
+            min_labels: meta.domain_min_labels as u32,
+            whole: labels,
+            rule: 0,
+            dry: 0,
+            action: DOMAIN_NONE as u32,
+        },
+    );
     // SAFETY: the callback only touches the per-CPU scratch.
     unsafe {
         bpf_loop(MAX_NAME_LABELS as u32, lookup_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
@@ -332,7 +355,7 @@ fn walk_name(seeds: &[u64; 2], pos: u32, end: u32, wire: bool, wire_end: &mut u3
     });
     // SAFETY: the callback only touches the per-CPU scratch.
     unsafe {
-        bpf_loop(MAX_NAME_LEN as u32 + 3, name_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
+        bpf_loop(MAX_NAME_LEN as u32 / 2 + 2, name_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
     }
     // SAFETY: fields of the scratch map value.
     let (status, end, labels) =
@@ -346,75 +369,80 @@ fn walk_name(seeds: &[u64; 2], pos: u32, end: u32, wire: bool, wire_end: &mut u3
 }
 
 #[inline(always)]
-fn push_label(scratch: &mut Scratch) {
-    let w = &mut scratch.walk;
-    let index = (w.labels as usize) & (MAX_NAME_LABELS - 1);
-    let h = label_end(w.h, w.label_len);
-    w.labels += 1;
-    w.label_len = 0;
-    w.h = label_start(&w.seeds);
-    scratch.labels[index] = h;
+fn push_label(scratch: &mut Scratch, h: [u64; 2], len: u32) {
+    let index = (scratch.walk.labels as usize) & (MAX_NAME_LABELS - 1);
+    scratch.walk.labels += 1;
+    scratch.labels[index] = label_end(h, len);
 }
 
-/// One byte per call (several per call multiply the paths the verifier
-/// walks). Returns 1 to stop.
+/// One label per call: the bytes of a label are hashed by an inner loop
+/// whose only branches leave it, so the verifier walks it linearly, and a
+/// name costs one call per label rather than per byte. Returns 1 to stop.
 extern "C" fn name_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
     // SAFETY: per-CPU scratch.
     let scratch = unsafe { &mut *scratch };
-    {
-        if scratch.walk.status != RUNNING {
+    if scratch.walk.status != RUNNING {
+        return 1;
+    }
+    let pos = scratch.walk.pos;
+    let end = scratch.walk.end;
+    let seeds = scratch.walk.seeds;
+    let mut h = label_start(&seeds);
+    if scratch.walk.wire != 0 {
+        if pos >= end {
+            // A wire name must end (zero byte) within what was loaded.
+            scratch.walk.status = BAD;
             return 1;
         }
-        let i = scratch.walk.pos;
-        if i >= scratch.walk.end {
-            if scratch.walk.wire != 0 {
-                // A wire name must end (zero byte) within what was loaded.
-                scratch.walk.status = BAD;
-            } else if scratch.walk.label_len == 0 || scratch.walk.label_len > MAX_LABEL_LEN as u32 {
-                // End of a text name: the last label must not be empty.
-                scratch.walk.status = BAD;
-            } else {
-                push_label(scratch);
-                scratch.walk.status = DONE;
-            }
+        let len = scratch.buf[(pos & SCRATCH_MASK) as usize] as u32;
+        if len == 0 {
+            scratch.walk.status = if scratch.walk.labels == 0 { BAD } else { DONE };
+            scratch.walk.wire_end = pos + 1;
             return 1;
+        }
+        // Longer labels, compression pointers (never valid in a query's
+        // question), and labels running past what may be read.
+        if len as usize > MAX_LABEL_LEN || pos + len >= end {
+            scratch.walk.status = BAD;
+            return 1;
+        }
+        for j in 0..MAX_LABEL_LEN as u32 {
+            if j >= len {
+                break;
+            }
+            h = label_byte(h, scratch.buf[((pos + 1 + j) & SCRATCH_MASK) as usize]);
+        }
+        push_label(scratch, h, len);
+        scratch.walk.pos = pos + 1 + len;
+        return 0;
+    }
+    // Text: up to the next dot or the end.
+    let mut n = 0u32;
+    for j in 0..MAX_LABEL_LEN as u32 + 1 {
+        let i = pos + j;
+        if i >= end {
+            break;
         }
         let b = scratch.buf[(i & SCRATCH_MASK) as usize];
-        scratch.walk.pos = i + 1;
-        if scratch.walk.wire == 0 {
-            if b == b'.' {
-                if scratch.walk.label_len == 0 || scratch.walk.label_len > MAX_LABEL_LEN as u32 {
-                    scratch.walk.status = BAD;
-                    return 1;
-                }
-                push_label(scratch);
-            } else {
-                scratch.walk.h = label_byte(scratch.walk.h, b);
-                scratch.walk.label_len += 1;
-            }
-        } else if scratch.walk.remaining == 0 {
-            if b == 0 {
-                scratch.walk.status = if scratch.walk.labels == 0 { BAD } else { DONE };
-                scratch.walk.wire_end = i + 1;
-                return 1;
-            }
-            if b as usize > MAX_LABEL_LEN {
-                // Longer labels, and compression pointers (never valid in
-                // a query's question).
-                scratch.walk.status = BAD;
-                return 1;
-            }
-            scratch.walk.remaining = b as u32;
-        } else {
-            scratch.walk.h = label_byte(scratch.walk.h, b);
-            scratch.walk.label_len += 1;
-            scratch.walk.remaining -= 1;
-            if scratch.walk.remaining == 0 {
-                push_label(scratch);
-            }
+        if b == b'.' {
+            break;
         }
+        h = label_byte(h, b);
+        n = j + 1;
     }
+    if n == 0 || n > MAX_LABEL_LEN as u32 {
+        // An empty label (leading, doubled or trailing dot) or a long one.
+        scratch.walk.status = BAD;
+        return 1;
+    }
+    push_label(scratch, h, n);
+    if pos + n >= end {
+        scratch.walk.status = DONE;
+        return 1;
+    }
+    // Past the dot; a dot at the very end leaves an empty last label.
+    scratch.walk.pos = pos + n + 1;
     0
 }
 
@@ -483,18 +511,22 @@ extern "C" fn sum_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
     // SAFETY: per-CPU scratch.
     let scratch = unsafe { &mut *scratch };
-    for _ in 0..8 {
-        let pos = scratch.sum.pos;
-        let end = scratch.sum.end;
+    let end = scratch.sum.end;
+    let mut pos = scratch.sum.pos;
+    let mut sum = scratch.sum.sum;
+    for _ in 0..64 {
         if pos >= end {
-            return 1;
+            break;
         }
         let hi = scratch.buf[(pos & SCRATCH_MASK) as usize] as u64;
-        let lo = if pos + 1 < end { scratch.buf[((pos + 1) & SCRATCH_MASK) as usize] as u64 } else { 0 };
-        scratch.sum.sum += (hi << 8) | lo;
-        scratch.sum.pos = pos + 2;
+        // Past the end counts as zero (an odd length is padded).
+        let lo = scratch.buf[((pos + 1) & SCRATCH_MASK) as usize] as u64 * (pos + 1 < end) as u64;
+        sum += (hi << 8) | lo;
+        pos += 2;
     }
-    0
+    scratch.sum.sum = sum;
+    scratch.sum.pos = pos;
+    (pos >= end) as i64
 }
 
 /// Rewrites the query into an NXDOMAIN or REFUSED answer in place: swapped
@@ -522,7 +554,7 @@ fn answer_dns(ctx: &XdpContext, ip: &Ip, question_end: u32, action: u8) -> bool 
     put(sum_state, SumWalk { sum: 0, pos: 0, end: question_end - 12 });
     // SAFETY: the callback only touches the per-CPU scratch.
     unsafe {
-        bpf_loop((DNS_REGION / 16 + 1) as u32, sum_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
+        bpf_loop(DNS_REGION / 128 + 2, sum_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
     }
     // SAFETY: a field of the scratch map value.
     let question_sum = get(unsafe { core::ptr::addr_of!((*sum_state).sum) });
@@ -854,34 +886,47 @@ extern "C" fn host_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
     // SAFETY: per-CPU scratch.
     let scratch = unsafe { &mut *scratch };
-    {
-        let i = scratch.host.pos;
-        if i >= scratch.host.end {
+    let end = scratch.host.end;
+    let mut pos = scratch.host.pos;
+    if pos >= end {
+        scratch.host.status = 2;
+        return 1;
+    }
+    if scratch.host.line_start != 0 {
+        let b = at(scratch, pos);
+        if b == b'\r' || b == b'\n' {
+            // End of the header block.
             scratch.host.status = 2;
             return 1;
         }
-        let b = at(scratch, i);
-        if scratch.host.line_start != 0 {
-            if b == b'\r' || b == b'\n' {
-                // End of the header block.
-                scratch.host.status = 2;
-                return 1;
-            }
-            if i + 5 <= scratch.host.end
-                && b | 0x20 == b'h'
-                && at(scratch, i + 1) | 0x20 == b'o'
-                && at(scratch, i + 2) | 0x20 == b's'
-                && at(scratch, i + 3) | 0x20 == b't'
-                && at(scratch, i + 4) == b':'
-            {
-                scratch.host.start = i + 5;
-                scratch.host.status = 1;
-                return 1;
-            }
+        if pos + 5 <= end
+            && b | 0x20 == b'h'
+            && at(scratch, pos + 1) | 0x20 == b'o'
+            && at(scratch, pos + 2) | 0x20 == b's'
+            && at(scratch, pos + 3) | 0x20 == b't'
+            && at(scratch, pos + 4) == b':'
+        {
+            scratch.host.start = pos + 5;
+            scratch.host.status = 1;
+            return 1;
         }
-        scratch.host.line_start = (b == b'\n') as u32;
-        scratch.host.pos = i + 1;
     }
+    // To the start of the next line, up to 128 bytes a call.
+    for _ in 0..128 {
+        if pos >= end {
+            scratch.host.status = 2;
+            return 1;
+        }
+        let b = at(scratch, pos);
+        pos += 1;
+        if b == b'\n' {
+            scratch.host.pos = pos;
+            scratch.host.line_start = 1;
+            return 0;
+        }
+    }
+    scratch.host.pos = pos;
+    scratch.host.line_start = 0;
     0
 }
 
@@ -890,23 +935,28 @@ extern "C" fn value_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
     // SAFETY: per-CPU scratch.
     let scratch = unsafe { &mut *scratch };
-    {
-        let i = scratch.host.pos;
-        if i >= scratch.host.end {
+    let end = scratch.host.end;
+    let mut pos = scratch.host.pos;
+    let mut start = scratch.host.start;
+    for _ in 0..64 {
+        if pos >= end {
             // Cut by the end of the scanned bytes: not a whole name.
             scratch.host.status = 2;
             return 1;
         }
-        let b = at(scratch, i);
+        let b = at(scratch, pos);
         let blank = b == b' ' || b == b'\t';
-        if scratch.host.start == i && blank {
-            scratch.host.start = i + 1;
+        if start == pos && blank {
+            start = pos + 1;
         } else if blank || b == b'\r' || b == b'\n' || b == b':' {
-            scratch.host.stop = i;
+            scratch.host.start = start;
+            scratch.host.stop = pos;
             return 1;
         }
-        scratch.host.pos = i + 1;
+        pos += 1;
     }
+    scratch.host.pos = pos;
+    scratch.host.start = start;
     0
 }
 
