@@ -23,6 +23,11 @@ pub const PACKAGES: &[&str] = &[
     "xz-utils",       // unpacking the rust-src tarball
     "gcc",            // the linker cargo calls
     "libc6-dev",
+    "dnsmasq-base",   // DNS server in the domain blocking test (domains_e2e)
+    "bind9-dnsutils", // dig in the domain blocking test
+    "openssl",        // s_server / s_client in the domain blocking test
+    "curl",           // HTTP client in the domain blocking test
+    "python3",        // python3 -m http.server in the domain blocking test
 ];
 
 /// The only nightly this project can use (TOOLCHAIN.md).
