@@ -161,8 +161,9 @@ fn domain_stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64) -> O
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return Outcome::Continue };
     // SAFETY: per-CPU scratch; raw pointers only (see `put`).
     let flow = unsafe { core::ptr::addr_of_mut!((*scratch).flow) };
-    put(flow, FlowKey { src: ip.src, dst: ip.dst, src_port: ip.src_port, dst_port: ip.dst_port, v6: ip.v6 as u8, _pad: [0; 3] });
     if kind != Kind::DnsUdp {
+        // Connections only: a DNS query over UDP needs no flow key.
+        put(flow, FlowKey { src: ip.src, dst: ip.dst, src_port: ip.src_port, dst_port: ip.dst_port, v6: ip.v6 as u8, _pad: [0; 3] });
         // SAFETY: plain read of an LRU entry; `flow` is valid map memory.
         if let Some(b) = unsafe { BLOCKED_FLOWS.get(&*flow) } {
             stat(l7::FLOW_DROPS);
