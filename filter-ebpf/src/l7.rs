@@ -84,6 +84,16 @@ fn put<T>(p: *mut T, v: T) {
     unsafe { core::ptr::write_volatile(p, v) }
 }
 
+/// `put` of one field of the struct `p` points to (no temporary of the
+/// whole struct on the stack: the frame budget is 512 bytes for the whole
+/// call chain).
+macro_rules! set {
+    ($p:expr, $field:ident, $v:expr) => {
+        // SAFETY: a field of a struct in the scratch map value.
+        put(unsafe { core::ptr::addr_of_mut!((*$p).$field) }, $v)
+    };
+}
+
 #[inline(always)]
 fn get<T>(p: *const T) -> T {
     // SAFETY: as for `put`.
@@ -253,12 +263,23 @@ extern "C" fn lookup_step(_index: u64, _cb: *mut core::ffi::c_void) -> i64 {
     if k >= labels || k >= MAX_NAME_LABELS as u32 {
         return 1;
     }
-    let label = scratch.labels[((scratch.look.whole - 1 - k) as usize) & (MAX_NAME_LABELS - 1)];
-    let suffix = suffix_extend(scratch.look.suffix, label);
+    // Suffixes shorter than every rule name are only hashed, all in this
+    // call; then one suffix is looked up.
+    let whole = scratch.look.whole;
+    let min = scratch.look.min_labels;
+    let mut k = k;
+    let mut suffix = scratch.look.suffix;
+    for _ in 0..MAX_NAME_LABELS as u32 {
+        suffix = suffix_extend(suffix, scratch.labels[((whole - 1 - k) as usize) & (MAX_NAME_LABELS - 1)]);
+        if k + 1 >= min || k + 1 >= labels {
+            break;
+        }
+        k += 1;
+    }
     scratch.look.suffix = suffix;
     scratch.look.k = k + 1;
-    if k + 1 < scratch.look.min_labels {
-        return 0;
+    if k + 1 < min {
+        return 1;
     }
     // SAFETY: plain read of a hash map entry.
     let Some(e) = (unsafe { DOMAINS.get(&suffix[0]) }) else { return 0 };
@@ -284,19 +305,14 @@ fn lookup(scratch: *mut Scratch, labels: u32, meta: &GenerationMeta, len: u64) -
     // Suffixes longer than every rule name cannot match: stop there.
     let max = meta.domain_max_labels as u32;
     let walk = if max != 0 && labels > max { max } else { labels };
-    put(
-        look,
-        Lookup {
-            suffix: suffix_root(&meta.name_seeds),
-            k: 0,
-            labels: walk,
-            min_labels: meta.domain_min_labels as u32,
-            whole: labels,
-            rule: 0,
-            dry: 0,
-            action: DOMAIN_NONE as u32,
-        },
-    );
+    set!(look, suffix, suffix_root(&meta.name_seeds));
+    set!(look, k, 0);
+    set!(look, labels, walk);
+    set!(look, min_labels, meta.domain_min_labels as u32);
+    set!(look, whole, labels);
+    set!(look, rule, 0);
+    set!(look, dry, 0);
+    set!(look, action, DOMAIN_NONE as u32);
     // SAFETY: the callback only touches the per-CPU scratch.
     unsafe {
         bpf_loop(MAX_NAME_LABELS as u32, lookup_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
@@ -314,16 +330,12 @@ fn lookup(scratch: *mut Scratch, labels: u32, meta: &GenerationMeta, len: u64) -
 #[repr(C)]
 pub struct NameWalk {
     seeds: [u64; 2],
-    h: [u64; 2],
     /// Next index in the scratch buffer.
     pos: u32,
     /// Text: end of the name. Wire: bytes loaded.
     end: u32,
-    label_len: u32,
     /// Labels finished.
     labels: u32,
-    /// Wire: bytes left in the current label (0: a length byte is next).
-    remaining: u32,
     wire: u32,
     /// 0 running, 1 done, 2 bad name.
     status: u32,
@@ -342,18 +354,13 @@ fn walk_name(seeds: &[u64; 2], pos: u32, end: u32, wire: bool, wire_end: &mut u3
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: a field of the scratch map value.
     let walk = unsafe { core::ptr::addr_of_mut!((*scratch).walk) };
-    put(walk, NameWalk {
-        seeds: *seeds,
-        h: label_start(seeds),
-        pos,
-        end,
-        label_len: 0,
-        labels: 0,
-        remaining: 0,
-        wire: wire as u32,
-        status: RUNNING,
-        wire_end: 0,
-    });
+    set!(walk, seeds, *seeds);
+    set!(walk, pos, pos);
+    set!(walk, end, end);
+    set!(walk, labels, 0);
+    set!(walk, wire, wire as u32);
+    set!(walk, status, RUNNING);
+    set!(walk, wire_end, 0);
     // SAFETY: the callback only touches the per-CPU scratch.
     unsafe {
         bpf_loop(MAX_NAME_LEN as u32 / 2 + 2, name_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
@@ -415,7 +422,14 @@ extern "C" fn name_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
             h = label_byte(h, scratch.buf[((pos + 1 + j) & SCRATCH_MASK) as usize]);
         }
         push_label(scratch, h, len);
-        scratch.walk.pos = pos + 1 + len;
+        let next = pos + 1 + len;
+        scratch.walk.pos = next;
+        // The terminating zero right after: done without another call.
+        if next < end && scratch.buf[(next & SCRATCH_MASK) as usize] == 0 {
+            scratch.walk.status = DONE;
+            scratch.walk.wire_end = next + 1;
+            return 1;
+        }
         return 0;
     }
     // Text: up to the next dot or the end.
@@ -552,7 +566,9 @@ fn answer_dns(ctx: &XdpContext, ip: &Ip, question_end: u32, action: u8) -> bool 
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return false };
     // SAFETY: a field of the scratch map value.
     let sum_state = unsafe { core::ptr::addr_of_mut!((*scratch).sum) };
-    put(sum_state, SumWalk { sum: 0, pos: 0, end: question_end - 12 });
+    set!(sum_state, sum, 0);
+    set!(sum_state, pos, 0);
+    set!(sum_state, end, question_end - 12);
     // SAFETY: the callback only touches the per-CPU scratch.
     unsafe {
         bpf_loop(DNS_REGION / 128 + 2, sum_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
@@ -789,7 +805,15 @@ fn walk_extensions(
 ) -> Region {
     // SAFETY: a field of the scratch map value.
     let tls = unsafe { core::ptr::addr_of_mut!((*scratch).tls) };
-    put(tls, TlsWalk { p, payload_len, off: start, ext_end, sni: -1, sni_len: 0, ech: 0, cut: 0, tail: *tail, hdr: [0; 4] });
+    set!(tls, p, p);
+    set!(tls, payload_len, payload_len);
+    set!(tls, off, start);
+    set!(tls, ext_end, ext_end);
+    set!(tls, sni, -1);
+    set!(tls, sni_len, 0);
+    set!(tls, ech, 0);
+    set!(tls, cut, 0);
+    set!(tls, tail, *tail);
     let mut cb = CtxRef { xdp: ctx.ctx };
     // SAFETY: the callback reads `cb` and touches the per-CPU scratch.
     unsafe {
@@ -991,7 +1015,12 @@ fn http_region(ctx: &XdpContext, p: u32, payload_len: u32, scratch: *mut Scratch
     // Header lines start after the request line's LF.
     // SAFETY: a field of the scratch map value.
     let host = unsafe { core::ptr::addr_of_mut!((*scratch).host) };
-    put(host, HostScan { pos: 0, end: n, line_start: 0, start: 0, stop: 0, status: 0 });
+    set!(host, pos, 0);
+    set!(host, end, n);
+    set!(host, line_start, 0);
+    set!(host, start, 0);
+    set!(host, stop, 0);
+    set!(host, status, 0);
     // SAFETY: the callbacks only touch the per-CPU scratch.
     unsafe {
         bpf_loop(HTTP_SCAN_BYTES + 1, host_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
@@ -1002,7 +1031,10 @@ fn http_region(ctx: &XdpContext, p: u32, payload_len: u32, scratch: *mut Scratch
         stat(l7::HTTP_NO_HOST);
         return NO_NAME;
     }
-    put(host, HostScan { pos: found, end: n, line_start: 0, start: found, stop: found, status: 0 });
+    set!(host, pos, found);
+    set!(host, start, found);
+    set!(host, stop, found);
+    set!(host, status, 0);
     // SAFETY: as above.
     unsafe {
         bpf_loop(HTTP_SCAN_BYTES + 1, value_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
