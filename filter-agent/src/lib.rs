@@ -10,5 +10,6 @@ pub mod orders;
 pub mod report;
 pub mod ruleload;
 pub mod run;
+pub mod signatures_cmd;
 pub mod state;
 pub mod transparency;

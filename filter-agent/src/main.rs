@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: ApiCommand,
     },
+    /// Attack signature packs (Suricata subset).
+    Signatures {
+        #[command(subcommand)]
+        command: SignaturesCommand,
+    },
     /// Transparency report for a time window: the orders enforced, by
     /// authority and category, from the verified audit log and the order
     /// journal (JSON or CSV).
@@ -70,6 +75,12 @@ enum Command {
         #[command(flatten)]
         args: filter_agent::transparency::ReportArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum SignaturesCommand {
+    /// Validate packs: every problem as file:line: reason.
+    Check(filter_agent::signatures_cmd::CheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -226,6 +237,7 @@ fn main() -> ExitCode {
         Command::Order { command } => filter_agent::order_cli::run(command),
         Command::Api { command: ApiCommand::Token } => filter_agent::order_cli::token(),
         Command::Report { args } => filter_agent::transparency::run(args),
+        Command::Signatures { command: SignaturesCommand::Check(a) } => filter_agent::signatures_cmd::check(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

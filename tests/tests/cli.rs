@@ -90,6 +90,34 @@ fn classify_explains_domain_verdicts() {
 }
 
 #[test]
+fn signature_packs_are_checked_with_file_and_line() {
+    let packs: Vec<std::path::PathBuf> =
+        ["spring4shell.rules", "log4shell.rules", "amplification.rules"].iter().map(|f| rules_dir().join("signatures").join(f)).collect();
+    let out = agent().args(["signatures", "check"]).args(&packs).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the bundled packs check: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.lines().filter(|l| l.contains(" rules (") && l.ends_with("0 skipped as unsupported")).count(), 3, "{text}");
+
+    let dir = edgefilter_tests::TempDir::new("cli-sigs");
+    let pack = dir.0.join("mixed.rules");
+    std::fs::write(
+        &pack,
+        "# one good rule, one with a keyword this engine lacks\n\
+         drop http any any -> any any (msg:\"jndi\"; content:\"${jndi:\"; nocase; sid:9100001;)\n\
+         alert tcp any any -> any any (msg:\"pcre\"; content:\"x\"; pcre:\"/x+/\"; sid:9100002;)\n",
+    )
+    .unwrap();
+    let out = agent().args(["signatures", "check"]).arg(&pack).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unsupported keyword refuses the pack");
+    assert!(err.contains("mixed.rules:3:") && err.contains("unsupported keyword pcre"), "{err}");
+    let out = agent().args(["signatures", "check", "--skip-unsupported"]).arg(&pack).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("1 rules (1 drop, 0 alert, 0 with a temporary ban), 1 skipped as unsupported") && text.contains("mixed.rules:3:"), "{text}");
+}
+
+#[test]
 fn classify_reads_pcap_files() {
     let dir = edgefilter_tests::TempDir::new("cli-pcap");
     let path = dir.0.join("capture.pcap");
