@@ -84,6 +84,14 @@ fn put<T>(p: *mut T, v: T) {
     unsafe { core::ptr::write_volatile(p, v) }
 }
 
+/// The per-CPU scratch, inside a `bpf_loop` callback (the only reference
+/// to it while the callback runs; callers hold raw pointers, see `put`).
+#[inline(always)]
+fn callback_scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: per-CPU map value, used by this program invocation only.
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
 /// `put` of one field of the struct `p` points to (no temporary of the
 /// whole struct on the stack: the frame budget is 512 bytes for the whole
 /// call chain).
@@ -202,7 +210,7 @@ fn domain_stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64) -> O
     // One walk and one lookup for every kind: the verifier checks each once
     // per path reaching it, so there is one place that reaches them.
     let mut wire_end = 0;
-    let labels = walk_name(&meta.name_seeds, region.start, region.end, region.wire, &mut wire_end);
+    let labels = walk_name(scratch, &meta.name_seeds, region.start, region.end, region.wire, &mut wire_end);
     let mut question_end = 0u32;
     if dns {
         // QTYPE and QCLASS must follow the name.
@@ -223,7 +231,7 @@ fn domain_stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64) -> O
     }
     crate::classify::hit(v.rule, len);
     if kind == Kind::DnsUdp {
-        if v.action != DOMAIN_DROP && answer_dns(ctx, ip, question_end, v.action) {
+        if v.action != DOMAIN_DROP && answer_dns(ctx, ip, scratch, question_end, v.action) {
             stat(l7::DNS_ANSWERED);
             return Outcome::Tx;
         }
@@ -253,9 +261,7 @@ pub struct Lookup {
 /// One suffix per call, least specific first: the most specific entry that
 /// says something wins; the most specific dry-run rule is kept too.
 extern "C" fn lookup_step(_index: u64, _cb: *mut core::ffi::c_void) -> i64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
-    // SAFETY: per-CPU scratch.
-    let scratch = unsafe { &mut *scratch };
+    let Some(scratch) = callback_scratch() else { return 1 };
     let k = scratch.look.k;
     let labels = scratch.look.labels;
     // `labels` is already capped at the longest rule name (or the whole
@@ -350,8 +356,7 @@ const BAD: u32 = 2;
 /// Walks `buf[pos..end)` (text) or a wire-format name from `pos`, hashing
 /// every label; returns the number of labels (0 if the name is invalid).
 #[inline(always)]
-fn walk_name(seeds: &[u64; 2], pos: u32, end: u32, wire: bool, wire_end: &mut u32) -> u32 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 0 };
+fn walk_name(scratch: *mut Scratch, seeds: &[u64; 2], pos: u32, end: u32, wire: bool, wire_end: &mut u32) -> u32 {
     // SAFETY: a field of the scratch map value.
     let walk = unsafe { core::ptr::addr_of_mut!((*scratch).walk) };
     set!(walk, seeds, *seeds);
@@ -387,9 +392,7 @@ fn push_label(scratch: &mut Scratch, h: [u64; 2], len: u32) {
 /// whose only branches leave it, so the verifier walks it linearly, and a
 /// name costs one call per label rather than per byte. Returns 1 to stop.
 extern "C" fn name_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
-    // SAFETY: per-CPU scratch.
-    let scratch = unsafe { &mut *scratch };
+    let Some(scratch) = callback_scratch() else { return 1 };
     if scratch.walk.status != RUNNING {
         return 1;
     }
@@ -523,9 +526,7 @@ pub struct SumWalk {
 }
 
 extern "C" fn sum_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
-    // SAFETY: per-CPU scratch.
-    let scratch = unsafe { &mut *scratch };
+    let Some(scratch) = callback_scratch() else { return 1 };
     let end = scratch.sum.end;
     let mut pos = scratch.sum.pos;
     let mut sum = scratch.sum.sum;
@@ -549,7 +550,7 @@ extern "C" fn sum_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
 /// Queries with IPv4 options or IPv6 extension headers are not answered
 /// (the caller drops them).
 #[inline(always)]
-fn answer_dns(ctx: &XdpContext, ip: &Ip, question_end: u32, action: u8) -> bool {
+fn answer_dns(ctx: &XdpContext, ip: &Ip, scratch: *mut Scratch, question_end: u32, action: u8) -> bool {
     let l3 = ip.l3_off as usize;
     let l4 = ip.l4_off as usize;
     if l4 != l3 + if ip.v6 { 40 } else { 20 } || question_end > 12 + DNS_REGION {
@@ -563,7 +564,6 @@ fn answer_dns(ctx: &XdpContext, ip: &Ip, question_end: u32, action: u8) -> bool 
         return false;
     }
     // Checksum of the question as loaded (the name walk left it intact).
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return false };
     // SAFETY: a field of the scratch map value.
     let sum_state = unsafe { core::ptr::addr_of_mut!((*scratch).sum) };
     set!(sum_state, sum, 0);
@@ -739,9 +739,8 @@ struct CtxRef {
 extern "C" fn ext_step(_index: u64, cb: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `cb` is the caller's `CtxRef`.
     let xdp = unsafe { (*(cb as *const CtxRef)).xdp };
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
-    // SAFETY: per-CPU scratch.
-    let t = unsafe { &mut (*scratch).tls };
+    let Some(scratch) = callback_scratch() else { return 1 };
+    let t = &mut scratch.tls;
     let off = t.off;
     if off + 4 > t.ext_end {
         return 1;
@@ -908,9 +907,7 @@ fn at(scratch: *const Scratch, i: u32) -> u8 {
 
 /// Finds `Host:` at the start of a header line (case-insensitive name).
 extern "C" fn host_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
-    // SAFETY: per-CPU scratch.
-    let scratch = unsafe { &mut *scratch };
+    let Some(scratch) = callback_scratch() else { return 1 };
     let end = scratch.host.end;
     let mut pos = scratch.host.pos;
     if pos >= end {
@@ -957,9 +954,7 @@ extern "C" fn host_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
 
 /// Trims the Host value: leading blanks, then up to CR, LF, blank or ':'.
 extern "C" fn value_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
-    // SAFETY: per-CPU scratch.
-    let scratch = unsafe { &mut *scratch };
+    let Some(scratch) = callback_scratch() else { return 1 };
     let end = scratch.host.end;
     let mut pos = scratch.host.pos;
     let mut start = scratch.host.start;
