@@ -8,51 +8,19 @@
 use std::collections::BTreeMap;
 
 use aya::programs::{TestRun, TestRunOptions};
-use filter_agent::dataplane::{Capacity, Dataplane, Totals};
+use filter_agent::dataplane::{Capacity, Dataplane};
 use filter_common::compile::{compile_with, Limits};
 use filter_common::maps::{Reason, TBL24_GROUP, TBL24_LONG_SHIFT};
-use filter_common::reference::{Decision, Reference};
+use filter_common::reference::Reference;
 use filter_common::rules::RuleSet;
 use rand::{rngs::SmallRng, SeedableRng};
 
-use edgefilter_tests::{pktgen::{AddrPool, PacketGen}, rulegen};
+use edgefilter_tests::{counters::Counters, pktgen::{AddrPool, PacketGen}, rulegen};
 
 const RULE_SETS: usize = 10;
 /// The kernel refuses XDP test runs on frames shorter than an Ethernet
 /// header; those are checked against the reference alone.
 const MIN_TEST_RUN_LEN: usize = 14;
-
-#[derive(Default, PartialEq, Eq, Debug)]
-struct Expected {
-    reasons: BTreeMap<(Reason, bool), Totals>,
-    rules: BTreeMap<u32, Totals>,
-}
-
-impl Expected {
-    fn add(&mut self, d: &Decision, len: usize) {
-        let t = self.reasons.entry((d.reason, d.drop)).or_default();
-        t.packets += 1;
-        t.bytes += len as u64;
-        for &id in &d.hits {
-            let t = self.rules.entry(id).or_default();
-            t.packets += 1;
-            t.bytes += len as u64;
-        }
-    }
-}
-
-fn kernel_counters(dp: &Dataplane, rules: &RuleSet) -> Expected {
-    let reasons = dp.reason_totals().unwrap().into_iter().filter(|(_, t)| t.packets != 0).map(|((_, r, d), t)| ((r, d), t)).collect();
-    let rules = dp
-        .rule_totals(rules.max_rule_id())
-        .unwrap()
-        .into_iter()
-        .enumerate()
-        .filter(|(_, t)| t.packets != 0)
-        .map(|(i, t)| (i as u32 + 1, t))
-        .collect();
-    Expected { reasons, rules }
-}
 
 fn run_once(dp: &Dataplane, frame: &[u8]) -> u32 {
     let opts = TestRunOptions { data_in: Some(frame), ..Default::default() };
@@ -107,7 +75,7 @@ fn xdp_program_matches_reference_classifier() {
         let reference = Reference::new(&rules);
         let mut gen = PacketGen::new(SmallRng::seed_from_u64(seed ^ (set as u64 + 1)), AddrPool::default());
         let frames = frames(&mut gen, per_set);
-        let mut expected = Expected::default();
+        let mut expected = Counters::default();
         for (i, frame) in frames.iter().enumerate() {
             let want = reference.classify(frame);
             *verdicts.entry((want.reason, want.drop)).or_default() += 1;
@@ -125,7 +93,7 @@ fn xdp_program_matches_reference_classifier() {
             expected.add(&want, frame.len());
             total += 1;
         }
-        let got = kernel_counters(&dp, &rules);
+        let got = Counters::kernel(&dp, &rules, false);
         if got != expected {
             let culprit = find_counter_culprit(&mut dp, &reference, &rules, &frames);
             panic!(
@@ -151,9 +119,9 @@ fn find_counter_culprit(dp: &mut Dataplane, reference: &Reference<'_>, rules: &R
         dp.reset_counters().unwrap();
         run_once(dp, frame);
         let want = reference.classify(frame);
-        let mut expected = Expected::default();
+        let mut expected = Counters::default();
         expected.add(&want, frame.len());
-        let got = kernel_counters(dp, rules);
+        let got = Counters::kernel(dp, rules, false);
         if got != expected {
             return format!("{}\nkernel {got:?}\nreference {expected:?} ({want:?})", hex::encode(frame));
         }

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use filter_agent::dataplane::{Capacity, Dataplane, Totals};
+use filter_agent::dataplane::{Capacity, Dataplane};
 use filter_common::maps::{l7, Reason};
-use filter_common::reference::{Decision, NameState, Reference};
+use filter_common::reference::{NameState, Reference};
 use filter_common::rules::domain::{DomainPattern, DomainScope};
 use filter_common::rules::order_file::Category;
 use filter_common::rules::ruleset::{DomainAction, DomainRule};
@@ -21,6 +21,7 @@ use filter_common::rules::{RuleInfo, RuleSet, Settings};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 use edgefilter_tests::l7gen::{self, ClientHello, DnsMalformation, DnsQuery, ExtOrder, Flow, HostVariant, Transport};
+use edgefilter_tests::counters::Counters;
 use edgefilter_tests::pktgen::{AddrPool, PacketGen};
 
 const RULE_SETS: usize = 6;
@@ -246,40 +247,6 @@ fn run_once(dp: &Dataplane, frame: &[u8]) -> (u32, Vec<u8>) {
     (r.return_value, out)
 }
 
-#[derive(Default, PartialEq, Eq, Debug)]
-struct Counters {
-    reasons: BTreeMap<(Reason, bool), Totals>,
-    rules: BTreeMap<u32, Totals>,
-    l7: BTreeMap<&'static str, u64>,
-}
-
-impl Counters {
-    fn add(&mut self, d: &Decision, len: usize) {
-        let t = self.reasons.entry((d.reason, d.drop)).or_default();
-        t.packets += 1;
-        t.bytes += len as u64;
-        for &id in &d.hits {
-            let t = self.rules.entry(id).or_default();
-            t.packets += 1;
-            t.bytes += len as u64;
-        }
-    }
-}
-
-fn kernel_counters(dp: &Dataplane, rules: &RuleSet) -> Counters {
-    let reasons = dp.reason_totals().unwrap().into_iter().filter(|(_, t)| t.packets != 0).map(|((_, r, d), t)| ((r, d), t)).collect();
-    let rules = dp
-        .rule_totals(rules.max_rule_id())
-        .unwrap()
-        .into_iter()
-        .enumerate()
-        .filter(|(_, t)| t.packets != 0)
-        .map(|(i, t)| (i as u32 + 1, t))
-        .collect();
-    let l7 = dp.l7_totals().unwrap().into_iter().filter(|(_, v)| *v != 0).collect();
-    Counters { reasons, rules, l7 }
-}
-
 fn reference_l7(state: &NameState) -> BTreeMap<&'static str, u64> {
     l7::NAMES.iter().zip(state.stats).filter(|(_, v)| *v != 0).map(|(n, v)| (*n, v)).collect()
 }
@@ -340,7 +307,7 @@ fn domain_stage_matches_reference() {
         }
         let names = reference.names.into_inner();
         expected.l7 = reference_l7(&names);
-        let got = kernel_counters(&dp, &rules);
+        let got = Counters::kernel(&dp, &rules, true);
         assert_eq!(got, expected, "seed {seed}, rule set {set}: counters differ (kernel, then reference)");
         for (k, v) in &expected.l7 {
             *mix.entry(k).or_default() += v;
