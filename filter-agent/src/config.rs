@@ -47,6 +47,46 @@ struct Raw {
     api: Option<RawApi>,
     #[serde(default)]
     authority: Vec<RawAuthority>,
+    #[serde(default)]
+    signatures: Option<RawSignatures>,
+}
+
+/// `[signatures]`: attack signature packs and how they are scanned.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignatures {
+    packs: Vec<PathBuf>,
+    /// `HOME_NET = "[198.18.0.0/15]"`...: the packs' address and port variables.
+    #[serde(default)]
+    vars: std::collections::BTreeMap<String, String>,
+    /// Load packs whose rules use unsupported keywords, leaving those rules out.
+    #[serde(default)]
+    skip_unsupported: bool,
+    /// `drop` (rules act as written) or `dry-run` (every rule only counts).
+    #[serde(default = "default_action")]
+    action: Action,
+    #[serde(default = "default_scan_bytes")]
+    scan_bytes: u32,
+    #[serde(default = "default_event_rate")]
+    event_rate: u32,
+    /// Patterns that send an undecided packet to deep inspection.
+    hints: Option<Vec<String>>,
+}
+
+fn default_scan_bytes() -> u32 {
+    filter_common::maps::SIG_SCAN_MIN
+}
+fn default_event_rate() -> u32 {
+    100
+}
+
+/// Signature packs declared in the config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignaturePacks {
+    pub packs: Vec<PathBuf>,
+    pub vars: std::collections::HashMap<String, String>,
+    pub skip_unsupported: bool,
+    pub action: Action,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +190,17 @@ struct RawCapacity {
     domains: u32,
     #[serde(default = "default_flows")]
     flows: u32,
+    #[serde(default = "default_sig_transitions")]
+    signature_transitions: u32,
+    #[serde(default = "default_bans")]
+    bans: u32,
+}
+
+fn default_sig_transitions() -> u32 {
+    filter_common::maps::DEFAULT_SIG_TRANSITIONS
+}
+fn default_bans() -> u32 {
+    filter_common::maps::DEFAULT_BAN_CAPACITY
 }
 
 impl Default for RawCapacity {
@@ -160,6 +211,8 @@ impl Default for RawCapacity {
             v4_groups: default_groups(),
             domains: default_domains(),
             flows: default_flows(),
+            signature_transitions: default_sig_transitions(),
+            bans: default_bans(),
         }
     }
 }
@@ -260,6 +313,7 @@ pub struct Feed {
 pub struct Sources {
     pub order_dirs: Vec<PathBuf>,
     pub feeds: Vec<Feed>,
+    pub signatures: Option<SignaturePacks>,
 }
 
 /// A validated configuration.
@@ -403,11 +457,40 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         ("capacity.v4_groups", c.v4_groups),
         ("capacity.domains", c.domains),
         ("capacity.flows", c.flows),
+        ("capacity.signature_transitions", c.signature_transitions),
+        ("capacity.bans", c.bans),
     ] {
         if v == 0 {
             errors.push(format!("{name}: must be at least 1"));
         }
     }
+    if c.signature_transitions % 1024 != 0 {
+        // Each generation's table is mapped at a page boundary.
+        errors.push("capacity.signature_transitions: must be a multiple of 1024".into());
+    }
+    let signatures = raw.signatures.as_ref().map(|sig| {
+        use filter_common::maps::{SIG_SCAN_MAX, SIG_SCAN_MIN};
+        if !(SIG_SCAN_MIN..=SIG_SCAN_MAX).contains(&sig.scan_bytes) {
+            errors.push(format!("signatures.scan_bytes: {} is not in {SIG_SCAN_MIN}..={SIG_SCAN_MAX}", sig.scan_bytes));
+        }
+        if sig.packs.is_empty() {
+            errors.push("signatures.packs: list at least one pack (or leave [signatures] out)".into());
+        }
+        settings.signatures.scan_bytes = sig.scan_bytes;
+        settings.signatures.event_rate = sig.event_rate;
+        if let Some(hints) = &sig.hints {
+            if hints.iter().any(|h| h.is_empty()) {
+                errors.push("signatures.hints: an empty pattern".into());
+            }
+            settings.signatures.hints = hints.iter().map(|h| h.as_bytes().to_vec()).collect();
+        }
+        SignaturePacks {
+            packs: sig.packs.iter().map(|p| base.join(p)).collect(),
+            vars: sig.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            skip_unsupported: sig.skip_unsupported,
+            action: sig.action,
+        }
+    });
     let mut authorities = Vec::new();
     for (i, a) in raw.authority.iter().enumerate() {
         match crate::orders::wire::parse_public_key(&a.public_key) {
@@ -467,7 +550,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         interfaces: raw.interfaces,
         attach_mode: raw.attach_mode,
         settings,
-        sources: Sources { order_dirs: raw.rules.iter().map(|p| base.join(p)).collect(), feeds },
+        sources: Sources { order_dirs: raw.rules.iter().map(|p| base.join(p)).collect(), feeds, signatures },
         metrics: raw.metrics,
         state_dir: base.join(raw.state_dir),
         bpffs: raw.bpffs,
@@ -477,6 +560,8 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
             v4_groups: c.v4_groups,
             domains: c.domains,
             flows: c.flows,
+            signature_transitions: c.signature_transitions,
+            bans: c.bans,
         },
         api,
         authorities,

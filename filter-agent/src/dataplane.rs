@@ -40,6 +40,11 @@ pub struct Capacity {
     /// TCP connections remembered as blocked by name (`BLOCKED_FLOWS`),
     /// and TLS ClientHellos awaiting their next segment (`TLS_PENDING`).
     pub flows: u32,
+    /// `SIG_DFA` slots per generation (the signature automaton's
+    /// states times its byte classes).
+    pub signature_transitions: u32,
+    /// Banned sources held at once (`BANS`, LRU).
+    pub bans: u32,
 }
 
 impl Default for Capacity {
@@ -50,6 +55,8 @@ impl Default for Capacity {
             v4_groups: DEFAULT_V4_GROUPS,
             domains: DEFAULT_DOMAIN_CAPACITY,
             flows: DEFAULT_FLOW_CAPACITY,
+            signature_transitions: DEFAULT_SIG_TRANSITIONS,
+            bans: DEFAULT_BAN_CAPACITY,
         }
     }
 }
@@ -141,6 +148,8 @@ struct Written {
     entries: Vec<PrefixEntry>,
     /// A write failed half way: rescan the maps before trusting this.
     dirty: bool,
+    /// Fingerprint of the signature tables the generation holds.
+    signatures: Option<u64>,
 }
 
 /// The program attached to one interface. With pinning, each interface
@@ -195,6 +204,8 @@ fn load_object(capacity: Capacity, pins: Option<&Path>, slot: u32) -> Result<Ebp
         .map_max_entries(names::DOMAINS, capacity.domains)
         .map_max_entries(names::BLOCKED_FLOWS, capacity.flows)
         .map_max_entries(names::TLS_PENDING, capacity.flows)
+        .map_max_entries(names::SIG_DFA, GENERATIONS * capacity.signature_transitions / 2)
+        .map_max_entries(names::BANS, capacity.bans)
         .override_global("IFACE_SLOT", &slot, true);
     for (name, path) in &map_paths {
         loader.map_pin_path(name, path.as_path());
@@ -387,7 +398,11 @@ impl Dataplane {
         let mut source = || -> Result<filter_common::compile::Tbl24, String> {
             Mapped::new(fd, (next * TBL24_SIZE) as usize, TBL24_SIZE as usize).map(|m| Box::new(m) as _).map_err(|e| format!("{e:#}"))
         };
-        let compiled = build(next, Limits { v4_groups: self.capacity.v4_groups }, &mut source, held_v4).map_err(anyhow::Error::msg)?;
+        let limits = Limits {
+            v4_groups: self.capacity.v4_groups,
+            signatures: filter_common::signatures::kernel::SigLimits { transitions: self.capacity.signature_transitions },
+        };
+        let compiled = build(next, limits, &mut source, held_v4).map_err(anyhow::Error::msg)?;
         if compiled.v4.long.len() > self.capacity.prefixes_v4 as usize {
             bail!(
                 "{} IPv4 prefixes longer than /24 outside dense blocks exceed the configured capacity of {}",
@@ -412,7 +427,9 @@ impl Dataplane {
             self.write_domains(entries, fingerprint)?;
         }
         let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
-        config.set(0, ActiveConfig { generation: next, loaded: 1 }, 0).context("switching generation")?;
+        // `bans` set: the kernel may have banned a source since the sweep
+        // last looked; the next sweep clears it if `BANS` is empty.
+        config.set(0, ActiveConfig { generation: next, loaded: 1, bans: 1, _pad: 0 }, 0).context("switching generation")?;
         self.active = Some(next);
         Ok(next)
     }
@@ -494,7 +511,46 @@ impl Dataplane {
         crate::batch::update(raw_fd(&self.ebpf, names::L4_RULES)?, &rule_keys, &l4_rules).context("writing L4 rules")?;
         let set_keys: Vec<u32> = (0..c.l4_sets.len() as u32).map(|i| g * MAX_L4_SETS + i).collect();
         crate::batch::update(raw_fd(&self.ebpf, names::L4_SETS)?, &set_keys, &c.l4_sets).context("writing L4 rule sets")?;
+        self.write_signatures(c)?;
         crate::batch::update(raw_fd(&self.ebpf, names::GEN_META)?, &[g], &[c.meta]).context("writing generation settings")?;
+        Ok(())
+    }
+
+    /// The signature stage's tables of the generation, when they differ
+    /// from what it holds (a push that changes no signature writes none).
+    fn write_signatures(&mut self, c: &CompiledGeneration) -> Result<()> {
+        let g = c.generation;
+        let k = &c.signatures;
+        if k.rules.is_empty() || self.written[g as usize].signatures == Some(k.fingerprint) {
+            return Ok(());
+        }
+        self.written[g as usize].signatures = None;
+        let per_gen = self.capacity.signature_transitions as usize;
+        let mut dfa = Mapped::new(raw_fd(&self.ebpf, names::SIG_DFA)?, g as usize * per_gen, per_gen)?;
+        dfa.slice_mut()[..k.transitions.len()].copy_from_slice(&k.transitions);
+        drop(dfa);
+        // SIG_STATES holds u64s: two u32 slots each, low half first.
+        let states_u32 = MAX_SIG_STATES as usize * 2;
+        let mut states = Mapped::new(raw_fd(&self.ebpf, names::SIG_STATES)?, g as usize * states_u32, states_u32)?;
+        let slots = states.slice_mut();
+        for (i, v) in k.states.iter().enumerate() {
+            slots[2 * i] = *v as u32;
+            slots[2 * i + 1] = (*v >> 32) as u32;
+        }
+        drop(states);
+        let mut classes = [0u8; 256];
+        classes.copy_from_slice(&k.classes);
+        crate::batch::update(raw_fd(&self.ebpf, names::SIG_CLASSES)?, &[g], &[classes]).context("writing signature byte classes")?;
+        let keys: Vec<u32> = (0..k.list.len() as u32).map(|i| g * MAX_SIG_LIST + i).collect();
+        crate::batch::update(raw_fd(&self.ebpf, names::SIG_LIST)?, &keys, &k.list).context("writing signature lists")?;
+        let keys: Vec<u32> = (0..k.rules.len() as u32).map(|i| g * MAX_SIG_RULES + i).collect();
+        crate::batch::update(raw_fd(&self.ebpf, names::SIG_RULES)?, &keys, &k.rules).context("writing signatures")?;
+        let keys: Vec<u32> = (0..k.contents.len() as u32).map(|i| g * MAX_SIG_CONTENTS + i).collect();
+        crate::batch::update(raw_fd(&self.ebpf, names::SIG_CONTENTS)?, &keys, &k.contents).context("writing signature contents")?;
+        let ports: Vec<u64> = k.ports.iter().flatten().copied().collect();
+        let keys: Vec<u32> = (0..ports.len() as u32).map(|i| g * 2048 + i).collect();
+        crate::batch::update(raw_fd(&self.ebpf, names::SIG_PORTS)?, &keys, &ports).context("writing signature ports")?;
+        self.written[g as usize].signatures = Some(k.fingerprint);
         Ok(())
     }
 
@@ -662,6 +718,8 @@ fn check_pinned_sizes(ebpf: &Ebpf, capacity: Capacity) -> Result<()> {
         (names::DOMAINS, capacity.domains, false),
         (names::BLOCKED_FLOWS, capacity.flows, false),
         (names::TLS_PENDING, capacity.flows, false),
+        (names::SIG_DFA, GENERATIONS * capacity.signature_transitions / 2, false),
+        (names::BANS, capacity.bans, false),
     ] {
         let map = match ebpf.map(name) {
             Some(map) => map,

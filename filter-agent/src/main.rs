@@ -205,7 +205,7 @@ fn run_config(a: RunArgs) -> Result<Config> {
         interfaces: a.interfaces,
         attach_mode: a.mode,
         settings: settings(&a.settings)?,
-        sources: Sources { order_dirs: vec![rules], feeds: Vec::new() },
+        sources: Sources { order_dirs: vec![rules], feeds: Vec::new(), signatures: None },
         metrics: a.metrics,
         state_dir: a.state_dir,
         bpffs: a.bpffs,
@@ -218,8 +218,8 @@ fn run_config(a: RunArgs) -> Result<Config> {
 fn sources(config: &Option<PathBuf>, rules: &Option<PathBuf>) -> Result<Sources> {
     Ok(match (config, rules) {
         (Some(c), _) => config::load(c)?.sources,
-        (None, Some(r)) => Sources { order_dirs: vec![r.clone()], feeds: Vec::new() },
-        (None, None) => Sources { order_dirs: vec![PathBuf::from("rules")], feeds: Vec::new() },
+        (None, Some(r)) => Sources { order_dirs: vec![r.clone()], feeds: Vec::new(), signatures: None },
+        (None, None) => Sources { order_dirs: vec![PathBuf::from("rules")], feeds: Vec::new(), signatures: None },
     })
 }
 

@@ -17,7 +17,7 @@ use filter_common::rules::{
     RpzZone, RuleError, RuleErrors, RuleSet, Settings,
 };
 
-use crate::config::{Feed, FeedKind, Sources};
+use crate::config::{Feed, FeedKind, SignaturePacks, Sources};
 
 /// Orders of `dir`, all valid, or every problem as `file:line: reason`.
 pub fn load_orders(dir: &Path) -> Result<Vec<Order>, RuleErrors> {
@@ -38,6 +38,14 @@ pub fn load_sources(sources: &Sources) -> Result<Vec<Order>, RuleErrors> {
         match feed_order(feed) {
             Ok(o) => orders.push(o),
             Err(RuleErrors(e)) => errors.extend(e),
+        }
+    }
+    if let Some(packs) = &sources.signatures {
+        for path in &packs.packs {
+            match signature_order(path, packs) {
+                Ok(o) => orders.push(o),
+                Err(RuleErrors(e)) => errors.extend(e),
+            }
         }
     }
     let mut seen: Vec<&Order> = Vec::new();
@@ -81,6 +89,41 @@ pub fn feed_order(feed: &Feed) -> Result<Order, RuleErrors> {
         action: feed.action,
         entries,
         file: feed.path.clone(),
+        line: 1,
+    })
+}
+
+/// The order a signature pack stands for: id `signatures:<file stem>`,
+/// category attack, one entry per rule (its line; the comment gives sid
+/// and message), so every drop is counted and reported with its rule.
+pub fn signature_order(path: &Path, packs: &SignaturePacks) -> Result<Order, RuleErrors> {
+    let pack = filter_common::signatures::load_pack(path, &packs.vars, packs.skip_unsupported)?;
+    for skipped in &pack.skipped {
+        eprintln!("warning: {skipped} (rule skipped: signatures.skip_unsupported is set)");
+    }
+    let stem = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+    let received = std::fs::metadata(path).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from).unwrap_or_else(Utc::now);
+    let entries = pack
+        .rules
+        .into_iter()
+        .map(|sig| Entry {
+            line: sig.line,
+            comment: Some(format!("sid {}: {}", sig.sid, sig.msg)),
+            kind: EntryKind::Signature(std::sync::Arc::new(sig)),
+        })
+        .collect();
+    Ok(Order {
+        id: format!("signatures:{stem}"),
+        authority: "signature pack".into(),
+        reference: format!("signature pack {}", path.display()),
+        category: filter_common::rules::Category::Attack,
+        received,
+        // In force while configured, like a feed.
+        effective: Utc.timestamp_opt(0, 0).unwrap(),
+        expires: Utc.with_ymd_and_hms(9999, 1, 1, 0, 0, 0).unwrap(),
+        action: packs.action,
+        entries,
+        file: path.to_path_buf(),
         line: 1,
     })
 }
@@ -185,9 +228,10 @@ pub fn fingerprint(sources: &Sources) -> Vec<(PathBuf, u64, Option<SystemTime>)>
     for d in &sources.order_dirs {
         walk(d, &mut out);
     }
-    for f in &sources.feeds {
-        let m = std::fs::metadata(&f.path).ok();
-        out.push((f.path.clone(), m.as_ref().map_or(0, |m| m.len()), m.and_then(|m| m.modified().ok())));
+    let packs = sources.signatures.iter().flat_map(|p| p.packs.iter());
+    for path in sources.feeds.iter().map(|f| &f.path).chain(packs) {
+        let m = std::fs::metadata(path).ok();
+        out.push((path.clone(), m.as_ref().map_or(0, |m| m.len()), m.and_then(|m| m.modified().ok())));
     }
     out.sort();
     out

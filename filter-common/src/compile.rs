@@ -27,11 +27,12 @@ use crate::rules::{RuleSet, Scope};
 pub struct Limits {
     /// `V4_TBL8` groups per generation.
     pub v4_groups: u32,
+    pub signatures: crate::signatures::kernel::SigLimits,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { v4_groups: DEFAULT_V4_GROUPS }
+        Limits { v4_groups: DEFAULT_V4_GROUPS, signatures: Default::default() }
     }
 }
 
@@ -68,6 +69,8 @@ pub struct CompiledGeneration {
     /// False when the IPv4 layout was skipped because the generation
     /// already holds it (`v4` is then empty and `V4_TBL24` untouched).
     pub v4_changed: bool,
+    /// The signature stage's tables.
+    pub signatures: std::sync::Arc<crate::signatures::kernel::KernelSignatures>,
 }
 
 /// What a prefix says, as rule ids (0 = none) and interned L4 set ids.
@@ -80,6 +83,9 @@ struct Own {
     dst_dry: u32,
     l4_src: u32,
     l4_dst: u32,
+    /// Signature address groups of the closest covering network a
+    /// signature header names (`None`: no such network covers it).
+    sig_groups: Option<u32>,
 }
 
 fn lowest(a: u32, b: u32) -> u32 {
@@ -149,6 +155,7 @@ fn merge_same(a: Own, b: Own, sets: &mut Sets) -> Result<Own, String> {
         dst_dry: lowest(a.dst_dry, b.dst_dry),
         l4_src: sets.union(a.l4_src, b.l4_src)?,
         l4_dst: sets.union(a.l4_dst, b.l4_dst)?,
+        sig_groups: a.sig_groups.or(b.sig_groups),
     })
 }
 
@@ -164,6 +171,7 @@ fn inherit(parent: Own, mine: Own, sets: &mut Sets) -> Result<Own, String> {
         dst_dry: pick(mine.dst_dry, parent.dst_dry),
         l4_src: sets.union(mine.l4_src, parent.l4_src)?,
         l4_dst: sets.union(mine.l4_dst, parent.l4_dst)?,
+        sig_groups: mine.sig_groups.or(parent.sig_groups),
     })
 }
 
@@ -229,6 +237,8 @@ fn fold(mut own: Vec<(Prefix, Own)>, sets: &mut Sets) -> Result<Vec<(Prefix, Own
 struct Entries {
     list: Vec<PrefixEntry>,
     index: FastMap<PrefixEntry, u32>,
+    /// Signature groups of addresses under no network a header names.
+    default_groups: u32,
 }
 
 impl Entries {
@@ -241,7 +251,7 @@ impl Entries {
             dst_dryrun_rule: o.dst_dry,
             l4_src_set: o.l4_src,
             l4_dst_set: o.l4_dst,
-            _pad: 0,
+            sig_groups: o.sig_groups.unwrap_or(self.default_groups),
         };
         if e == PrefixEntry::default() {
             return Ok(0);
@@ -424,8 +434,33 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         own[fam].push((key, o));
     }
 
+    let signatures = crate::signatures::kernel::compile_signatures_cached(
+        &rules.signatures,
+        &rules.settings.signatures.hints,
+        &rules.settings.http_ports,
+        limits.signatures,
+    )?;
+    for (net, groups) in &signatures.group_nets {
+        own[family(net)].push((key_bits(net), Own { sig_groups: Some(*groups), ..Own::default() }));
+    }
+    if !rules.signatures.is_empty() {
+        let scan = rules.settings.signatures.scan_bytes;
+        if !(SIG_SCAN_MIN..=SIG_SCAN_MAX).contains(&scan) {
+            return Err(format!("signatures.scan_bytes {scan}: use {SIG_SCAN_MIN}..={SIG_SCAN_MAX}"));
+        }
+        meta.sig_rules = signatures.rules.len() as u32;
+        meta.sig_classes = signatures.n_classes;
+        meta.sig_start = signatures.start;
+        meta.sig_scan_bytes = scan;
+        meta.sig_default_groups = signatures.default_groups;
+        meta.sig_event_rate = rules.settings.signatures.event_rate;
+        meta.sig_any_port = signatures.any_port;
+        meta.sig_needs_regions = signatures.rules.iter().any(|r| r.flags & SIG_NEEDS_REGIONS != 0) as u8;
+        meta.sig_dfa_base = generation * limits.signatures.transitions;
+        meta.generation = generation as u8;
+    }
     let [own_v4, own_v6] = own;
-    let mut entries = Entries { list: vec![PrefixEntry::default()], index: FastMap::default() };
+    let mut entries = Entries { list: vec![PrefixEntry::default()], index: FastMap::default(), default_groups: signatures.default_groups };
     let folded_v4 = fold(own_v4, &mut sets)?;
     let prefixes_v4 = folded_v4.len();
     let v4_fingerprint = {
@@ -463,6 +498,7 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         prefixes_v6: folded_v6.len(),
         v4_fingerprint,
         v4_changed,
+        signatures,
     })
 }
 

@@ -13,6 +13,9 @@
 /// Number of rule generations kept in the maps (active + being built).
 pub const GENERATIONS: u32 = 2;
 
+pub mod sig;
+pub use sig::*;
+
 /// L4 rules per generation. Rule `slot` order is evaluation order.
 pub const MAX_L4_RULES: u32 = 256;
 /// 64-bit words in an L4 candidate bitmap (`MAX_L4_RULES / 64`).
@@ -89,9 +92,13 @@ pub enum Reason {
     /// A domain rule: DNS query name, TLS SNI or HTTP Host (and the rest
     /// of a TCP connection whose name was blocked).
     Domain = 8,
+    /// An attack signature matched (`rules/signatures/`).
+    Signature = 9,
+    /// The source is banned for a while after a signature matched.
+    Banned = 10,
 }
 
-pub const N_REASONS: u32 = 9;
+pub const N_REASONS: u32 = 11;
 
 impl Reason {
     pub const ALL: [Reason; N_REASONS as usize] = [
@@ -104,6 +111,8 @@ impl Reason {
         Reason::Fragment,
         Reason::Malformed,
         Reason::Domain,
+        Reason::Signature,
+        Reason::Banned,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -117,6 +126,8 @@ impl Reason {
             Reason::Fragment => "fragment",
             Reason::Malformed => "malformed",
             Reason::Domain => "domain",
+            Reason::Signature => "signature",
+            Reason::Banned => "banned",
         }
     }
 }
@@ -139,6 +150,11 @@ pub struct ActiveConfig {
     /// in the pinned map adopts the running generation instead of
     /// starting over.
     pub loaded: u32,
+    /// 1 while `BANS` may hold a ban: the program looks bans up only then
+    /// (the kernel sets it when it bans; the agent clears it when its
+    /// sweep finds the map empty).
+    pub bans: u32,
+    pub _pad: u32,
 }
 
 /// `GEN_META[generation]`: per-generation settings that are not prefixes.
@@ -170,6 +186,27 @@ pub struct GenerationMeta {
     pub tls_ports: [u16; MAX_L7_PORTS],
     pub http_ports: [u16; MAX_L7_PORTS],
     pub _pad2: [u16; 4],
+    /// Signatures in force (0 skips the signature stage).
+    pub sig_rules: u32,
+    /// Byte classes of the DFA (the stride of a state's row).
+    pub sig_classes: u32,
+    /// Unanchored start state of the DFA.
+    pub sig_start: u32,
+    /// Payload bytes scanned (`SIG_SCAN_MIN..=SIG_SCAN_MAX`).
+    pub sig_scan_bytes: u32,
+    /// Address groups of addresses no prefix covers.
+    pub sig_default_groups: u32,
+    /// Deep-inspection events per second and CPU (0: none).
+    pub sig_event_rate: u32,
+    /// Per protocol (0 TCP, 1 UDP): some rule applies to any destination
+    /// port, so `SIG_PORTS` need not be looked at.
+    pub sig_any_port: [u8; 2],
+    /// Some signature uses an HTTP buffer: candidates need the regions.
+    pub sig_needs_regions: u8,
+    /// This entry's own index in `GEN_META` (the tables to read).
+    pub generation: u8,
+    /// First `SIG_DFA` slot of this generation.
+    pub sig_dfa_base: u32,
 }
 
 /// Ports per kind in `GenerationMeta`.
@@ -191,6 +228,16 @@ impl Default for GenerationMeta {
             tls_ports: [443, 0, 0, 0],
             http_ports: [80, 0, 0, 0],
             _pad2: [0; 4],
+            sig_rules: 0,
+            sig_classes: 0,
+            sig_start: 0,
+            sig_scan_bytes: SIG_SCAN_MIN,
+            sig_default_groups: 0,
+            sig_event_rate: 0,
+            sig_any_port: [0; 2],
+            sig_needs_regions: 0,
+            generation: 0,
+            sig_dfa_base: 0,
         }
     }
 }
@@ -366,7 +413,8 @@ pub struct PrefixEntry {
     /// address (0 = none).
     pub l4_src_set: u32,
     pub l4_dst_set: u32,
-    pub _pad: u32,
+    /// Signature address groups (`$HOME_NET`...) containing this address.
+    pub sig_groups: u32,
 }
 
 /// The address is in the management/BGP allowlist.
@@ -437,9 +485,19 @@ pub mod names {
     pub const BLOCKED_FLOWS: &str = "BLOCKED_FLOWS";
     pub const TLS_PENDING: &str = "TLS_PENDING";
     pub const L7_STATS: &str = "L7_STATS";
+    pub const SIG_DFA: &str = "SIG_DFA";
+    pub const SIG_CLASSES: &str = "SIG_CLASSES";
+    pub const SIG_STATES: &str = "SIG_STATES";
+    pub const SIG_LIST: &str = "SIG_LIST";
+    pub const SIG_RULES: &str = "SIG_RULES";
+    pub const SIG_CONTENTS: &str = "SIG_CONTENTS";
+    pub const SIG_PORTS: &str = "SIG_PORTS";
+    pub const BANS: &str = "BANS";
+    pub const SIG_STATS: &str = "SIG_STATS";
+    pub const SIG_EVENTS: &str = "SIG_EVENTS";
 
     /// Every map, as pinned under `<bpffs>/<instance>/maps/`.
-    pub const ALL_MAPS: [&str; 15] = [
+    pub const ALL_MAPS: [&str; 25] = [
         CONFIG,
         GEN_META,
         V4_TBL24,
@@ -455,5 +513,15 @@ pub mod names {
         BLOCKED_FLOWS,
         TLS_PENDING,
         L7_STATS,
+        SIG_DFA,
+        SIG_CLASSES,
+        SIG_STATES,
+        SIG_LIST,
+        SIG_RULES,
+        SIG_CONTENTS,
+        SIG_PORTS,
+        BANS,
+        SIG_STATS,
+        SIG_EVENTS,
     ];
 }

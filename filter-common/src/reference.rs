@@ -13,8 +13,10 @@ use crate::packet::{parse, Addrs, Fragment, IpPacket, Parsed, IPPROTO_ICMPV6};
 use crate::rules::{L4Slot, RuleSet, Scope};
 
 pub mod names;
+pub mod signatures;
 
 pub use names::{NameOutcome, NameState};
+pub use signatures::SigState;
 
 /// The verdict for one frame and every counter it moves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +110,8 @@ pub struct Reference<'a> {
     /// connections, ClientHellos continued in the next segment) and its
     /// counters, as the kernel's maps do.
     pub names: RefCell<NameState>,
+    /// Bans, counters and deep-inspection events of the signature stage.
+    pub sigs: RefCell<SigState>,
     v4: PrefixIndex,
     v6: PrefixIndex,
     allow_v4: PrefixIndex,
@@ -116,7 +120,7 @@ pub struct Reference<'a> {
 
 impl<'a> Reference<'a> {
     pub fn new(rules: &'a RuleSet) -> Self {
-        let mut r = Reference { rules, names: RefCell::new(NameState::default()), v4: PrefixIndex::default(), v6: PrefixIndex::default(), allow_v4: PrefixIndex::default(), allow_v6: PrefixIndex::default() };
+        let mut r = Reference { rules, names: RefCell::new(NameState::default()), sigs: RefCell::new(SigState::default()), v4: PrefixIndex::default(), v6: PrefixIndex::default(), allow_v4: PrefixIndex::default(), allow_v6: PrefixIndex::default() };
         for (i, p) in rules.prefixes.iter().enumerate() {
             match p.net {
                 IpNet::V4(_) => r.v4.insert(p.net, i),
@@ -185,6 +189,10 @@ impl<'a> Reference<'a> {
                 return done(true, Reason::Prefix, id, hits);
             }
         }
+        if let Some(rule) = signatures::banned(&mut self.sigs.borrow_mut(), src) {
+            hits.push(rule);
+            return done(true, Reason::Banned, rule, hits);
+        }
         if p.upper_malformed {
             return malformed(hits);
         }
@@ -205,6 +213,9 @@ impl<'a> Reference<'a> {
                     return done(true, Reason::L4, slot.rule_id, hits);
                 }
             }
+        }
+        if let Some(rule) = signatures::signature_stage(self.rules, &mut self.sigs.borrow_mut(), frame, &p, src, dst, &mut hits) {
+            return done(true, Reason::Signature, rule, hits);
         }
         if p.fragment != Fragment::None {
             let policy = self.rules.settings.fragment_policy[p.protocol as usize];

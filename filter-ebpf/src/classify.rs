@@ -1,7 +1,9 @@
 //! Classification order (see README "How a packet is classified"):
 //! malformed L2/L3 -> ARP/ND -> allowlist -> prefix blocklist (source, then
 //! destination) -> malformed upper headers -> domain names (DNS, TLS SNI,
-//! HTTP Host) -> L4 rules -> fragment policy -> default pass.
+//! HTTP Host) -> L4 rules -> attack signatures -> fragment policy ->
+//! default pass. Banned sources are dropped right after the prefix
+//! blocklist.
 use aya_ebpf::{helpers::bpf_loop, maps::lpm_trie::Key, programs::XdpContext};
 use filter_common::maps::*;
 
@@ -75,7 +77,8 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
     }
 
     let (src, dst) = lookup(generation, &ip);
-    let empty = PrefixEntry::default();
+    // An address no prefix covers has the default signature groups.
+    let empty = PrefixEntry { sig_groups: meta.sig_default_groups, ..PrefixEntry::default() };
     let src = src.unwrap_or(&empty);
     let dst = dst.unwrap_or(&empty);
     if (src.flags | dst.flags) & PREFIX_ALLOW != 0 {
@@ -95,6 +98,9 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
         hit(dst.dst_drop_rule, len);
         return (1, Reason::Prefix);
     }
+    if CONFIG.get(0).is_some_and(|c| c.bans != 0) && crate::sig::edgefilter_banned(&ip, len) != 0 {
+        return (1, Reason::Banned);
+    }
     if ip.upper_malformed {
         return (fail_closed as u8, Reason::Malformed);
     }
@@ -107,6 +113,9 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
     }
     if meta.l4_rule_count != 0 && l4_drop(generation, meta, src, dst, &ip, len) {
         return (1, Reason::L4);
+    }
+    if meta.sig_rules != 0 && ip.has_l4 && ip.fragment == FRAG_NONE && crate::sig::edgefilter_signature_stage(ctx.ctx, meta, &ip, len, (src.sig_groups as u64) << 32 | dst.sig_groups as u64) != 0 {
+        return (1, Reason::Signature);
     }
     if ip.fragment != FRAG_NONE {
         let policy = meta.fragment_policy[ip.protocol as usize];

@@ -19,6 +19,7 @@ use filter_common::names::*;
 use filter_common::proto::{IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::maps::*;
+use crate::mem::{get, opaque, put, set};
 use crate::parse::{bytes, bytes_mut, Ip};
 
 /// Scratch buffer size: names (DNS region, SNI) and the HTTP scan window.
@@ -65,25 +66,6 @@ enum Kind {
     Http,
 }
 
-/// `x` through memory: LLVM cannot replace it with an equal value whose
-/// bounds the verifier does not know (it otherwise drops the masks that
-/// prove helper lengths in range).
-#[inline(always)]
-fn opaque(x: u32) -> u32 {
-    // SAFETY: reading a local.
-    unsafe { core::ptr::read_volatile(&x) }
-}
-
-/// Loop state is written before and read after `bpf_loop` through raw
-/// pointers with volatile accesses: the callback changes it behind the
-/// compiler's back (no reference to the scratch may live across the call,
-/// or LLVM may keep values in registers or reorder the stores).
-#[inline(always)]
-fn put<T>(p: *mut T, v: T) {
-    // SAFETY: `p` points into the per-CPU scratch map value.
-    unsafe { core::ptr::write_volatile(p, v) }
-}
-
 /// The per-CPU scratch, inside a `bpf_loop` callback (the only reference
 /// to it while the callback runs; callers hold raw pointers, see `put`).
 #[inline(always)]
@@ -92,24 +74,8 @@ fn callback_scratch() -> Option<&'static mut Scratch> {
     SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
-/// `put` of one field of the struct `p` points to (no temporary of the
-/// whole struct on the stack: the frame budget is 512 bytes for the whole
-/// call chain).
-macro_rules! set {
-    ($p:expr, $field:ident, $v:expr) => {
-        // SAFETY: a field of a struct in the scratch map value.
-        put(unsafe { core::ptr::addr_of_mut!((*$p).$field) }, $v)
-    };
-}
-
 #[inline(always)]
-fn get<T>(p: *const T) -> T {
-    // SAFETY: as for `put`.
-    unsafe { core::ptr::read_volatile(p) }
-}
-
-#[inline(always)]
-fn in_ports(ports: &[u16; MAX_L7_PORTS], port: u16) -> bool {
+pub fn in_ports(ports: &[u16; MAX_L7_PORTS], port: u16) -> bool {
     port != 0 && (ports[0] == port || ports[1] == port || ports[2] == port || ports[3] == port)
 }
 

@@ -10,7 +10,9 @@
 mod classify;
 mod l7;
 mod maps;
+mod mem;
 mod parse;
+mod sig;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 

@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use filter_common::maps::*;
 
@@ -73,3 +73,43 @@ pub static L7_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(l7::LEN, 0
 /// Per-CPU room to copy a name or an HTTP header block into.
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<crate::l7::Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+// Signature stage (`filter_common::maps::sig`). The DFA is mmapable so the
+// agent writes a generation's table with a memcpy; like `V4_TBL24`, each
+// u64 element packs two consecutive u32 slots (low half first).
+#[map(name = "SIG_DFA")]
+pub static SIG_DFA: Array<u64> = Array::with_max_entries(GENERATIONS * DEFAULT_SIG_TRANSITIONS / 2, BPF_F_MMAPABLE);
+
+#[map(name = "SIG_CLASSES")]
+pub static SIG_CLASSES: Array<[u8; 256]> = Array::with_max_entries(GENERATIONS, 0);
+
+#[map(name = "SIG_STATES")]
+pub static SIG_STATES: Array<u64> = Array::with_max_entries(GENERATIONS * MAX_SIG_STATES, BPF_F_MMAPABLE);
+
+#[map(name = "SIG_LIST")]
+pub static SIG_LIST: Array<u32> = Array::with_max_entries(GENERATIONS * MAX_SIG_LIST, 0);
+
+#[map(name = "SIG_RULES")]
+pub static SIG_RULES: Array<SigRule> = Array::with_max_entries(GENERATIONS * MAX_SIG_RULES, 0);
+
+#[map(name = "SIG_CONTENTS")]
+pub static SIG_CONTENTS: Array<SigContent> = Array::with_max_entries(GENERATIONS * MAX_SIG_CONTENTS, 0);
+
+/// Destination ports some signature applies to: per generation, TCP then
+/// UDP, 1024 words of 64 ports.
+#[map(name = "SIG_PORTS")]
+pub static SIG_PORTS: Array<u64> = Array::with_max_entries(GENERATIONS * 2 * 1024, 0);
+
+/// Temporarily banned sources (signature matches, deep inspection).
+#[map(name = "BANS")]
+pub static BANS: LruHashMap<BanKey, Ban> = LruHashMap::with_max_entries(DEFAULT_BAN_CAPACITY, 0);
+
+#[map(name = "SIG_STATS")]
+pub static SIG_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(filter_common::maps::stat::LEN, 0);
+
+/// Packets for deep inspection in the agent.
+#[map(name = "SIG_EVENTS")]
+pub static SIG_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+#[map(name = "SIG_SCRATCH")]
+pub static SIG_SCRATCH: PerCpuArray<crate::sig::SigScratch> = PerCpuArray::with_max_entries(1, 0);

@@ -542,7 +542,7 @@ fn phases(config: &filter_agent::config::Config) -> Result<Phases> {
     let rules = filter_common::rules::RuleSet::build(config.settings.clone(), &orders, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
     let ruleset_build_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (compiled, _tbl24) = filter_common::compile::compile_with(&rules, 0, filter_common::compile::Limits { v4_groups: config.capacity.v4_groups })
+    let (compiled, _tbl24) = filter_common::compile::compile_with(&rules, 0, filter_common::compile::Limits { v4_groups: config.capacity.v4_groups, ..Default::default() })
         .map_err(anyhow::Error::msg)?;
     let compile_s = t.elapsed().as_secs_f64();
     let (u1, s1) = self_cpu();

@@ -18,4 +18,4 @@ pub use feeds::{load_feed, parse_feed, FeedEntry, FeedFormat};
 pub use hosts::{load_hosts, parse_hosts, HostsEntry};
 pub use order_file::{load_orders_dir, parse_order, Action, Category, Order};
 pub use rpz::{load_rpz, parse_rpz, RpzAction, RpzDomainRule, RpzIpRule, RpzZone};
-pub use ruleset::{Direction, L4Slot, PortRange, PrefixRule, RuleInfo, RuleSet, Scope, Settings};
+pub use ruleset::{Direction, L4Slot, PortRange, PrefixRule, RuleInfo, RuleSet, Scope, Settings, SignatureRule, SignatureSettings};

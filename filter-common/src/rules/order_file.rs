@@ -76,6 +76,9 @@ pub enum EntryKind {
     /// order given. `action` is the DNS answer (`dns_answer`); TLS and
     /// HTTP connections to a blocked name are always dropped.
     Domains { patterns: Vec<DomainPattern>, action: DomainAction },
+    /// One attack signature of a pack (`rules/signatures/`); a pack is
+    /// loaded as an order with one entry per rule.
+    Signature(std::sync::Arc<crate::signatures::Signature>),
 }
 
 #[derive(Clone, Debug, PartialEq)]

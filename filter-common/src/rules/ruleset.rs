@@ -213,6 +213,43 @@ pub struct DomainRule {
     pub dry_run: bool,
 }
 
+/// An attack signature in force.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignatureRule {
+    pub rule_id: u32,
+    pub sig: std::sync::Arc<crate::signatures::Signature>,
+    /// A `drop` rule of an order that is not a dry run: matches drop
+    /// (and may ban). Otherwise matches are only counted.
+    pub enforce: bool,
+}
+
+/// How the signature stage scans (agent configuration `[signatures]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureSettings {
+    /// Payload bytes scanned in the kernel.
+    pub scan_bytes: u32,
+    /// Deep-inspection events per second and CPU (0: none).
+    pub event_rate: u32,
+    /// Patterns that send a packet to deep inspection when no signature
+    /// decided it (compared ASCII-case-insensitively).
+    pub hints: Vec<Vec<u8>>,
+}
+
+/// Hints that catch what Log4Shell and Spring4Shell obfuscations keep:
+/// a lookup's `${` (raw, or percent-encoded once or twice) and the
+/// class-loader property path.
+pub const DEFAULT_SIGNATURE_HINTS: &[&str] = &["${", "%24%7b", "%24{", "$%7b", "%2524", "classloader", "class%2e", "class["];
+
+impl Default for SignatureSettings {
+    fn default() -> Self {
+        SignatureSettings {
+            scan_bytes: crate::maps::SIG_SCAN_MIN,
+            event_rate: 100,
+            hints: DEFAULT_SIGNATURE_HINTS.iter().map(|h| h.as_bytes().to_vec()).collect(),
+        }
+    }
+}
+
 /// Which destination ports the data plane reads names on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortKind {
@@ -250,6 +287,7 @@ pub struct Settings {
     /// Seeds of the domain name hashes (`crate::names`): random per
     /// installation, constant while the kernel's `DOMAINS` map lives.
     pub name_seeds: [u64; 2],
+    pub signatures: SignatureSettings,
 }
 
 impl Default for Settings {
@@ -262,6 +300,7 @@ impl Default for Settings {
             tls_ports: vec![443],
             http_ports: vec![80],
             name_seeds: [0; 2],
+            signatures: SignatureSettings::default(),
         }
     }
 }
@@ -364,6 +403,8 @@ pub struct RuleSet {
     pub l4: Vec<L4Slot>,
     /// Domain rules, in order and entry order (one per name of an entry).
     pub domains: Vec<DomainRule>,
+    /// Attack signatures, in evaluation order (order, then pack order).
+    pub signatures: Vec<SignatureRule>,
     /// Provenance of every rule id, sorted by id.
     pub rules: Vec<RuleInfo>,
 }
@@ -418,6 +459,10 @@ impl RuleSet {
                             dry_run,
                         }));
                     }
+                    EntryKind::Signature(sig) => {
+                        let enforce = !dry_run && sig.action == crate::signatures::SigAction::Drop;
+                        rs.signatures.push(SignatureRule { rule_id, sig: sig.clone(), enforce });
+                    }
                     EntryKind::L4(l4) => {
                         let some_or_any = |v: &Vec<PortRange>| if v.is_empty() { vec![None] } else { v.iter().copied().map(Some).collect() };
                         for src_ports in some_or_any(&l4.source_ports) {
@@ -442,6 +487,9 @@ impl RuleSet {
         }
         if rs.l4.len() > MAX_L4_RULES as usize {
             return Err(format!("{} L4 rule slots in force; the data plane holds {MAX_L4_RULES} (each port range of an entry is a slot)", rs.l4.len()));
+        }
+        if rs.signatures.len() > crate::maps::MAX_SIG_RULES as usize {
+            return Err(format!("{} signatures in force; the data plane holds {}", rs.signatures.len(), crate::maps::MAX_SIG_RULES));
         }
         rs.rules.sort_by_key(|r| r.id);
         if let Some(w) = rs.rules.windows(2).find(|w| w[0].id == w[1].id) {

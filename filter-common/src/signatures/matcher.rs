@@ -102,8 +102,39 @@ pub fn buffer_bytes<'p>(payload: &'p [u8], http: Option<&HttpRegions>, buffer: B
 
 /// Whether the contents of one buffer, in rule order, match `data`.
 pub fn match_buffer(data: &[u8], contents: &[&Content]) -> bool {
-    // retry[i]: a later relative content is anchored on content i, so other
-    // occurrences of content i are worth trying when the rest fails.
+    let mut work = u64::MAX;
+    match_buffer_metered(data, contents, &mut work) == Metered::Match
+}
+
+/// The outcome of [`match_buffer_metered`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metered {
+    Match,
+    NoMatch,
+    /// `work` ran out before the answer was known.
+    Exhausted,
+}
+
+/// [`match_buffer`], spending one unit of `work` per content search and
+/// one per byte comparison of the naive search (the kernel's cost model:
+/// its searches compare byte by byte, first position first).
+pub fn match_buffer_metered(data: &[u8], contents: &[&Content], work: &mut u64) -> Metered {
+    let retry = retry_flags(contents);
+    let mut search = Search { data, contents, retry: &retry, budget: MAX_INSPECTION_STEPS, work, exhausted: false };
+    let outcome = search.step(0, 0);
+    if search.exhausted {
+        Metered::Exhausted
+    } else if outcome == Outcome::Match {
+        Metered::Match
+    } else {
+        Metered::NoMatch
+    }
+}
+
+/// Which contents of `contents` (one buffer's, in rule order) a later
+/// relative content is anchored on: [`match_buffer`] retries their other
+/// occurrences when what follows fails.
+pub fn retry_flags(contents: &[&Content]) -> Vec<bool> {
     let mut retry = vec![false; contents.len()];
     let mut anchor: Option<usize> = None;
     for (j, c) in contents.iter().enumerate() {
@@ -116,8 +147,7 @@ pub fn match_buffer(data: &[u8], contents: &[&Content]) -> bool {
             anchor = Some(j);
         }
     }
-    let mut search = Search { data, contents, retry: &retry, budget: MAX_INSPECTION_STEPS };
-    search.step(0, 0) == Outcome::Match
+    retry
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +155,7 @@ enum Outcome {
     Match,
     /// No match with the current choice of earlier occurrences.
     NoMatch,
-    /// No match whatever the earlier choices (or the budget ran out).
+    /// No match whatever the earlier choices (or a budget ran out).
     Abort,
 }
 
@@ -133,7 +163,11 @@ struct Search<'a> {
     data: &'a [u8],
     contents: &'a [&'a Content],
     retry: &'a [bool],
+    /// Content searches left ([`MAX_INSPECTION_STEPS`]).
     budget: u32,
+    /// Work units left (searches and byte comparisons).
+    work: &'a mut u64,
+    exhausted: bool,
 }
 
 impl Search<'_> {
@@ -170,14 +204,58 @@ impl Search<'_> {
         }
     }
 
-    /// The first occurrence of `c` in `data[from..end]`; `None` when the
-    /// step budget is spent.
+    /// The first occurrence of `c` in `data[from..end]`; `None` when a
+    /// budget is spent.
     fn find(&mut self, c: &Content, from: usize, end: usize) -> Option<Option<usize>> {
         if self.budget == 0 {
             return None;
         }
         self.budget -= 1;
-        Some(find(self.data, c, from, end))
+        if !self.spend() {
+            return None;
+        }
+        let n = c.bytes.len();
+        let end = end.min(self.data.len());
+        if from > end || end - from < n {
+            return Some(None);
+        }
+        let first = if c.endswith {
+            let p = self.data.len() - n;
+            if p < from || p + n > end {
+                return Some(None);
+            }
+            p
+        } else {
+            from
+        };
+        let last = if c.endswith { first } else { end - n };
+        for p in first..=last {
+            let mut k = 0;
+            while k < n {
+                if !self.spend() {
+                    return None;
+                }
+                let (a, b) = (self.data[p + k], c.bytes[k]);
+                let equal = if c.nocase { a.eq_ignore_ascii_case(&b) } else { a == b };
+                if !equal {
+                    break;
+                }
+                k += 1;
+            }
+            if k == n {
+                return Some(Some(p));
+            }
+        }
+        Some(None)
+    }
+
+    fn spend(&mut self) -> bool {
+        if *self.work == 0 {
+            self.exhausted = true;
+            return false;
+        }
+        *self.work -= 1;
+        true
     }
 }
 
@@ -201,27 +279,4 @@ fn window(c: &Content, prev: usize, len: usize) -> (usize, usize) {
         };
         (start.min(len_i + 1) as usize, end.max(0) as usize)
     }
-}
-
-/// The first position `p >= from` with `data[p..p + len]` equal to the
-/// content (ASCII case-insensitively with `nocase`) and `p + len <= end`.
-fn find(data: &[u8], c: &Content, from: usize, end: usize) -> Option<usize> {
-    let n = c.bytes.len();
-    let end = end.min(data.len());
-    if n == 0 || from > end || end - from < n {
-        return None;
-    }
-    let eq = |p: usize| {
-        let hay = &data[p..p + n];
-        if c.nocase {
-            hay.eq_ignore_ascii_case(&c.bytes)
-        } else {
-            hay == c.bytes.as_slice()
-        }
-    };
-    if c.endswith {
-        let p = data.len().checked_sub(n)?;
-        return (p >= from && p + n <= end && eq(p)).then_some(p);
-    }
-    (from..=end - n).find(|&p| eq(p))
 }

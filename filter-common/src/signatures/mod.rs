@@ -22,6 +22,7 @@ use ipnet::IpNet;
 use crate::rules::RuleError;
 
 pub mod http;
+pub mod kernel;
 pub mod matcher;
 pub mod normalise;
 pub mod parse;
@@ -158,7 +159,7 @@ impl Content {
 }
 
 /// One rule of a pack.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Signature {
     pub sid: u32,
     /// 1 when the rule gives none.

@@ -1,0 +1,39 @@
+//! Access to per-CPU scratch memory that `bpf_loop` callbacks share with
+//! their caller.
+//!
+//! Loop state is written before and read after `bpf_loop` through raw
+//! pointers with volatile accesses: the callback changes it behind the
+//! compiler's back (no reference to the scratch may live across the call,
+//! or LLVM may keep values in registers or reorder the stores).
+
+/// `x` through memory: LLVM cannot replace it with an equal value whose
+/// bounds the verifier does not know (it otherwise drops the masks that
+/// prove helper lengths in range).
+#[inline(always)]
+pub fn opaque(x: u32) -> u32 {
+    // SAFETY: reading a local.
+    unsafe { core::ptr::read_volatile(&x) }
+}
+
+#[inline(always)]
+pub fn put<T>(p: *mut T, v: T) {
+    // SAFETY: `p` points into a per-CPU scratch map value.
+    unsafe { core::ptr::write_volatile(p, v) }
+}
+
+#[inline(always)]
+pub fn get<T>(p: *const T) -> T {
+    // SAFETY: as for `put`.
+    unsafe { core::ptr::read_volatile(p) }
+}
+
+/// `put` of one field of the struct `p` points to (no temporary of the
+/// whole struct on the stack: the frame budget is 512 bytes for the whole
+/// call chain).
+macro_rules! set {
+    ($p:expr, $field:ident, $v:expr) => {
+        // SAFETY: a field of a struct in the scratch map value.
+        $crate::mem::put(unsafe { core::ptr::addr_of_mut!((*$p).$field) }, $v)
+    };
+}
+pub(crate) use set;

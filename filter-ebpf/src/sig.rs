@@ -1,0 +1,933 @@
+//! The signature stage and source bans. Mirrors
+//! `filter_common::reference::signatures` step for step; the differential
+//! tests hold the two together.
+//!
+//! The payload's first bytes are copied into per-CPU scratch memory, walked
+//! through the fast-pattern DFA (8 bytes per `bpf_loop` iteration), the
+//! candidate rules collected from the reporting states, and then checked by
+//! one `bpf_loop` state machine: each iteration picks a candidate, starts a
+//! content search or compares one byte, so the whole check costs at most
+//! `SIG_WORK_BUDGET` iterations however the rules and payload are made.
+use aya_ebpf::{
+    bindings::xdp_md,
+    helpers::{bpf_ktime_get_ns, bpf_loop, generated::bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
+use filter_common::maps::*;
+use filter_common::proto::{IPPROTO_TCP, IPPROTO_UDP};
+
+use crate::l7::in_ports;
+use crate::maps::*;
+use crate::mem::{get, opaque, put, set};
+use crate::parse::Ip;
+
+const VIEW_MASK: u32 = SIG_SCAN_MAX - 1;
+/// Bytes walked per `bpf_loop` iteration of the DFA walk.
+const WALK_STRIDE: u32 = 8;
+const NONE: u32 = u32::MAX;
+/// Loop bounds: enough for the work they do, by construction.
+const WALK_LOOPS: u32 = SIG_SCAN_MAX / WALK_STRIDE + 1;
+const COLLECT_LOOPS: u32 = SIG_MAX_HITS as u32 * (MAX_SIG_RULES + 1) + 1;
+const EVAL_LOOPS: u32 = SIG_WORK_BUDGET + MAX_SIG_RULES + 2;
+
+#[repr(C)]
+pub struct SigScratch {
+    /// Ring buffer record: the header, then the first bytes of `view`.
+    event: SigEvent,
+    view: [u8; SIG_SCAN_MAX as usize],
+    ban_key: BanKey,
+    walk: Walk,
+    collect: Collect,
+    regions: Regions,
+    scan: RegionScan,
+    eval: Eval,
+    candidates: [u64; SIG_RULE_WORDS],
+    hits: [u32; SIG_MAX_HITS],
+    /// Event rate limiter: credit in event-nanoseconds, and when it was
+    /// last topped up.
+    credit: u64,
+    credit_at: u64,
+}
+
+#[repr(C)]
+struct Walk {
+    /// Current state, premultiplied: the first slot of its row.
+    row: u32,
+    pos: u32,
+    len: u32,
+    base: u32,
+    generation: u32,
+    n_hits: u32,
+    overflow: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+struct Collect {
+    hit: u32,
+    cursor: u32,
+    end: u32,
+    any: u32,
+    hint: u32,
+    generation: u32,
+    classes: u32,
+    n_hits: u32,
+}
+
+/// HTTP request regions of the view (`filter_common::signatures::http`).
+#[repr(C)]
+struct Regions {
+    valid: u32,
+    method_end: u32,
+    uri: [u32; 2],
+    host: [u32; 2],
+    header: [u32; 2],
+    body: [u32; 2],
+}
+
+#[repr(C)]
+struct RegionScan {
+    pos: u32,
+    len: u32,
+    /// 0: request line, 1: header lines, 2: done.
+    phase: u32,
+    first_sp: u32,
+    last_sp: u32,
+    method_ok: u32,
+    uri_start: u32,
+    last_nonsp: u32,
+    uri_end: u32,
+    line_start: u32,
+    host_found: u32,
+    host_prefix_ok: u32,
+    value_start: u32,
+    last_keep: u32,
+}
+
+const PICK: u32 = 0;
+const FIND: u32 = 1;
+const COMPARE: u32 = 2;
+const DONE: u32 = 3;
+
+const R_NONE: u32 = 0;
+const R_DROP: u32 = 1;
+const R_UNDECIDED: u32 = 2;
+
+#[repr(C)]
+struct Eval {
+    phase: u32,
+    generation: u32,
+    /// Next candidate word to look at.
+    word: u32,
+    rule: u32,
+    /// `SIG_CONTENTS` index of the current buffer group's first content,
+    /// and one past the rule's last.
+    group_first: u32,
+    rule_end: u32,
+    /// Current content, relative to `group_first`.
+    j: u32,
+    buf_start: u32,
+    buf_len: u32,
+    /// Search: start (`NONE`: the window's), positions, compared bytes.
+    from: u32,
+    p: u32,
+    last: u32,
+    k: u32,
+    searches: u32,
+    work: u32,
+    result: u32,
+    len: u64,
+    proto: u32,
+    src_port: u32,
+    dst_port: u32,
+    http_port: u32,
+    src_groups: u32,
+    dst_groups: u32,
+    prev_in: [u32; SIG_MAX_RULE_CONTENTS],
+    found: [u32; SIG_MAX_RULE_CONTENTS],
+}
+
+#[inline(always)]
+fn stat(index: u32) {
+    if let Some(c) = SIG_STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn scratch() -> Option<&'static mut SigScratch> {
+    // SAFETY: per-CPU map value, used by this program invocation only.
+    SIG_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Drops a packet from a banned source: returns 1 (and counts the drop
+/// under the banning rule) or 0.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn edgefilter_banned(ip: *const Ip, len: u64) -> u32 {
+    if ip.is_null() {
+        return 0;
+    }
+    let Some(s) = SIG_SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: the caller's live value; scratch through raw pointers.
+    let ip = unsafe { &*ip };
+    let key = unsafe { core::ptr::addr_of_mut!((*s).ban_key) };
+    set!(key, addr, ip.src);
+    set!(key, v6, ip.v6 as u8);
+    set!(key, _pad, [0; 3]);
+    // SAFETY: plain read of an LRU entry; `key` is valid map memory.
+    let Some(ban) = (unsafe { BANS.get(&*key) }) else { return 0 };
+    let (expires, rule) = (ban.expires_ns, ban.rule_id);
+    // SAFETY: helper without arguments.
+    if unsafe { bpf_ktime_get_ns() } >= expires {
+        // SAFETY: as above.
+        let _ = BANS.remove(unsafe { &*key });
+        return 0;
+    }
+    crate::classify::hit(rule, len);
+    stat(stat::BAN_DROPS);
+    1
+}
+
+/// The signature stage as a global BPF function (verified once, on its
+/// own). Returns 1 to drop the packet, 0 to go on.
+#[no_mangle]
+#[inline(never)]
+///
+/// `groups`: the signature address groups of the source (high half) and
+/// destination (low half), from the prefix lookups the caller made.
+pub extern "C" fn edgefilter_signature_stage(xdp: *mut xdp_md, meta: *const GenerationMeta, ip: *const Ip, len: u64, groups: u64) -> u32 {
+    if xdp.is_null() || meta.is_null() || ip.is_null() {
+        return 0;
+    }
+    let ctx = XdpContext::new(xdp);
+    // SAFETY: the caller passes its own live values.
+    let (meta, ip) = unsafe { (&*meta, &*ip) };
+    stage(&ctx, meta, ip, len, groups)
+}
+
+#[inline(always)]
+fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64) -> u32 {
+    let generation = meta.generation as u32 & 1;
+    let udp = match ip.protocol {
+        IPPROTO_TCP => 0u32,
+        IPPROTO_UDP => 1,
+        _ => return 0,
+    };
+    if ip.payload_end <= ip.payload_off {
+        return 0;
+    }
+    if meta.sig_any_port[udp as usize] == 0 {
+        let word = SIG_PORTS.get(generation * 2048 + udp * 1024 + (ip.dst_port as u32 >> 6)).copied().unwrap_or(0);
+        if word & (1u64 << (ip.dst_port & 63)) == 0 {
+            return 0;
+        }
+    }
+    let Some(s) = SIG_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let payload_len = ip.payload_end - ip.payload_off;
+    let scan = if meta.sig_scan_bytes < SIG_SCAN_MAX { meta.sig_scan_bytes } else { SIG_SCAN_MAX };
+    let n = if payload_len < scan { payload_len } else { scan };
+    if n == 0 {
+        return 0;
+    }
+    // SAFETY: `view` is SIG_SCAN_MAX bytes of map memory; the length is in 1..=SIG_SCAN_MAX.
+    let view = unsafe { core::ptr::addr_of_mut!((*s).view) };
+    if unsafe { bpf_xdp_load_bytes(ctx.ctx, ip.payload_off, view.cast(), ((opaque(n) - 1) & VIEW_MASK) + 1) } != 0 {
+        return 0;
+    }
+    stat(stat::SCANNED);
+
+    // 1. The DFA walk.
+    // SAFETY: raw pointers into the scratch (see `crate::mem`).
+    let walk = unsafe { core::ptr::addr_of_mut!((*s).walk) };
+    set!(walk, row, meta.sig_start * meta.sig_classes);
+    set!(walk, pos, 0);
+    set!(walk, len, n);
+    set!(walk, base, meta.sig_dfa_base);
+    set!(walk, generation, generation);
+    set!(walk, n_hits, 0);
+    set!(walk, overflow, 0);
+    // SAFETY: the callback finds its state in the scratch map.
+    unsafe { bpf_loop(WALK_LOOPS, walk_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
+    let n_hits = get(unsafe { core::ptr::addr_of!((*walk).n_hits) });
+    if get(unsafe { core::ptr::addr_of!((*walk).overflow) }) != 0 {
+        return undecided(s, ip, meta);
+    }
+    if n_hits == 0 {
+        return 0;
+    }
+
+    // 2. Candidates from the reporting states.
+    // SAFETY: as above.
+    let cands = unsafe { core::ptr::addr_of_mut!((*s).candidates) };
+    let mut w = 0;
+    while w < SIG_RULE_WORDS {
+        // SAFETY: index in range.
+        put(unsafe { core::ptr::addr_of_mut!((*cands)[w]) }, 0);
+        w += 1;
+    }
+    let collect = unsafe { core::ptr::addr_of_mut!((*s).collect) };
+    set!(collect, hit, 0);
+    set!(collect, cursor, 0);
+    set!(collect, end, 0);
+    set!(collect, any, 0);
+    set!(collect, hint, 0);
+    set!(collect, generation, generation);
+    set!(collect, classes, meta.sig_classes);
+    set!(collect, n_hits, n_hits);
+    // SAFETY: as above.
+    unsafe { bpf_loop(COLLECT_LOOPS, collect_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
+    if get(unsafe { core::ptr::addr_of!((*collect).any) }) == 0 {
+        if get(unsafe { core::ptr::addr_of!((*collect).hint) }) != 0 {
+            event(s, ip, meta, SIG_EV_HINT);
+        }
+        return 0;
+    }
+    stat(stat::CANDIDATES);
+
+    // 3. The HTTP regions, when some rule reads them.
+    let regions = unsafe { core::ptr::addr_of_mut!((*s).regions) };
+    set!(regions, valid, 0);
+    if meta.sig_needs_regions != 0 {
+        let scan = unsafe { core::ptr::addr_of_mut!((*s).scan) };
+        set!(scan, pos, 0);
+        set!(scan, len, n);
+        set!(scan, phase, 0);
+        set!(scan, first_sp, NONE);
+        set!(scan, last_sp, NONE);
+        set!(scan, method_ok, 1);
+        set!(scan, uri_start, NONE);
+        set!(scan, last_nonsp, NONE);
+        set!(scan, uri_end, NONE);
+        set!(scan, line_start, 0);
+        set!(scan, host_found, 0);
+        set!(scan, host_prefix_ok, 1);
+        set!(scan, value_start, NONE);
+        set!(scan, last_keep, NONE);
+        // SAFETY: as above.
+        unsafe { bpf_loop(SIG_SCAN_MAX + 1, region_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
+    }
+
+    // 4. The candidates, in rule order.
+    let eval = unsafe { core::ptr::addr_of_mut!((*s).eval) };
+    set!(eval, phase, PICK);
+    set!(eval, generation, generation);
+    set!(eval, word, 0);
+    set!(eval, work, SIG_WORK_BUDGET);
+    set!(eval, result, R_NONE);
+    set!(eval, len, len);
+    set!(eval, proto, ip.protocol as u32);
+    set!(eval, src_port, ip.src_port as u32);
+    set!(eval, dst_port, ip.dst_port as u32);
+    set!(eval, http_port, in_ports(&meta.http_ports, ip.dst_port) as u32);
+    set!(eval, src_groups, (groups >> 32) as u32);
+    set!(eval, dst_groups, groups as u32);
+    // SAFETY: as above.
+    unsafe { bpf_loop(EVAL_LOOPS, eval_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
+    let result = get(unsafe { core::ptr::addr_of!((*eval).result) });
+    let phase = get(unsafe { core::ptr::addr_of!((*eval).phase) });
+    if result == R_DROP {
+        let rule = get(unsafe { core::ptr::addr_of!((*eval).rule) });
+        if let Some(r) = SIG_RULES.get(generation * MAX_SIG_RULES + (rule & (MAX_SIG_RULES - 1))) {
+            if r.ban_seconds != 0 {
+                ban(s, ip, r.ban_seconds, r.rule_id);
+            }
+        }
+        return 1;
+    }
+    if result == R_UNDECIDED || phase != DONE {
+        return undecided(s, ip, meta);
+    }
+    event(s, ip, meta, SIG_EV_CANDIDATE);
+    0
+}
+
+#[inline(always)]
+fn undecided(s: *mut SigScratch, ip: &Ip, meta: &GenerationMeta) -> u32 {
+    stat(stat::UNDECIDED);
+    event(s, ip, meta, SIG_EV_UNDECIDED);
+    0
+}
+
+#[inline(always)]
+fn ban(s: *mut SigScratch, ip: &Ip, seconds: u32, rule_id: u32) {
+    // SAFETY: scratch through raw pointers.
+    let key = unsafe { core::ptr::addr_of_mut!((*s).ban_key) };
+    set!(key, addr, ip.src);
+    set!(key, v6, ip.v6 as u8);
+    set!(key, _pad, [0; 3]);
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let value = Ban { expires_ns: now + seconds as u64 * 1_000_000_000, rule_id, _pad: 0 };
+    // SAFETY: `key` is valid map memory.
+    if BANS.insert(unsafe { &*key }, &value, 0).is_ok() {
+        stat(stat::BANS);
+        if let Some(c) = CONFIG.get_ptr_mut(0) {
+            // SAFETY: a flag word; racing writers all write 1.
+            unsafe { (*c).bans = 1 };
+        }
+    }
+}
+
+/// Sends the packet's first bytes to deep inspection, within the rate.
+#[inline(always)]
+fn event(s: *mut SigScratch, ip: &Ip, meta: &GenerationMeta, kind: u8) {
+    let rate = meta.sig_event_rate as u64;
+    // SAFETY: scratch through raw pointers.
+    let (credit, at) = unsafe { (core::ptr::addr_of_mut!((*s).credit), core::ptr::addr_of_mut!((*s).credit_at)) };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // A second's worth of events at most (the burst).
+    let cap = rate * 1_000_000_000;
+    let elapsed = now - get(at);
+    let mut c = get(credit);
+    c = if elapsed > 1_000_000_000 { cap } else { c + elapsed * rate };
+    if c > cap {
+        c = cap;
+    }
+    put(at, now);
+    if c < 1_000_000_000 {
+        put(credit, c);
+        stat(stat::EVENTS_LIMITED);
+        return;
+    }
+    put(credit, c - 1_000_000_000);
+    let payload_len = ip.payload_end - ip.payload_off;
+    let captured = if payload_len < SIG_EVENT_BYTES { payload_len } else { SIG_EVENT_BYTES };
+    let ev = unsafe { core::ptr::addr_of_mut!((*s).event) };
+    set!(ev, src, ip.src);
+    set!(ev, dst, ip.dst);
+    set!(ev, src_port, ip.src_port);
+    set!(ev, dst_port, ip.dst_port);
+    set!(ev, kind, kind);
+    set!(ev, v6, ip.v6 as u8);
+    set!(ev, proto, ip.protocol);
+    set!(ev, _pad, 0);
+    set!(ev, payload_len, payload_len);
+    set!(ev, captured, captured);
+    let size = core::mem::size_of::<SigEvent>() + (((opaque(captured) - 1) & (SIG_EVENT_BYTES - 1)) + 1) as usize;
+    // SAFETY: the event header is followed by `view` in the scratch value,
+    // which holds at least `captured` bytes.
+    let record = unsafe { core::slice::from_raw_parts(ev as *const u8, size) };
+    if SIG_EVENTS.output::<[u8]>(record, 0).is_ok() {
+        stat(stat::EVENTS);
+    } else {
+        stat(stat::EVENTS_LOST);
+    }
+}
+
+/// Remembers a reporting state (each once); false when the log is full.
+#[inline(always)]
+fn record(s: &mut SigScratch, row: u32) -> bool {
+    let n = s.walk.n_hits;
+    let mut i = 0;
+    while i < SIG_MAX_HITS {
+        if (i as u32) >= n {
+            break;
+        }
+        if s.hits[i] == row {
+            return true;
+        }
+        i += 1;
+    }
+    if n as usize >= SIG_MAX_HITS {
+        return false;
+    }
+    s.hits[(n as usize) & (SIG_MAX_HITS - 1)] = row;
+    s.walk.n_hits = n + 1;
+    true
+}
+
+extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(s) = scratch() else { return 1 };
+    let Some(classes) = SIG_CLASSES.get(s.walk.generation & 1) else { return 1 };
+    let (mut row, mut pos, len, base) = (s.walk.row, s.walk.pos, s.walk.len, s.walk.base);
+    let mut k = 0;
+    while k < WALK_STRIDE {
+        if pos >= len {
+            s.walk.row = row;
+            s.walk.pos = pos;
+            return 1;
+        }
+        let b = s.view[(pos & VIEW_MASK) as usize];
+        let slot = base + row + classes[b as usize] as u32;
+        let Some(&pair) = SIG_DFA.get(slot >> 1) else { return 1 };
+        let t = if slot & 1 == 0 { pair as u32 } else { (pair >> 32) as u32 };
+        row = t & SIG_STATE_MASK;
+        if t & SIG_NEXT_REPORTS != 0 && !record(s, row) {
+            s.walk.overflow = 1;
+            return 1;
+        }
+        pos += 1;
+        k += 1;
+    }
+    s.walk.row = row;
+    s.walk.pos = pos;
+    0
+}
+
+extern "C" fn collect_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(s) = scratch() else { return 1 };
+    let c = &mut s.collect;
+    if c.cursor >= c.end {
+        if c.hit >= c.n_hits || c.classes == 0 {
+            return 1;
+        }
+        let row = s.hits[(c.hit as usize) & (SIG_MAX_HITS - 1)];
+        c.hit += 1;
+        let state = row / c.classes;
+        let Some(&info) = SIG_STATES.get(c.generation * MAX_SIG_STATES + (state & (MAX_SIG_STATES - 1))) else { return 1 };
+        if info & SIG_STATE_HINT != 0 {
+            c.hint = 1;
+        }
+        c.cursor = info as u32;
+        c.end = c.cursor + ((info >> 32) as u32 & 0xffff);
+        return 0;
+    }
+    let Some(&rule) = SIG_LIST.get(c.generation * MAX_SIG_LIST + (c.cursor & (MAX_SIG_LIST - 1))) else { return 1 };
+    c.cursor += 1;
+    let rule = rule & (MAX_SIG_RULES - 1);
+    s.candidates[(rule >> 6) as usize & (SIG_RULE_WORDS - 1)] |= 1u64 << (rule & 63);
+    c.any = 1;
+    0
+}
+
+#[inline(always)]
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+}
+
+/// End of a header line `[line_start, end)`: the first Host line's value.
+#[inline(always)]
+fn host_line_end(s: &mut SigScratch, end: u32) {
+    let (found, prefix_ok, line_start) = (s.scan.host_found, s.scan.host_prefix_ok, s.scan.line_start);
+    if found == 0 && prefix_ok != 0 && end >= line_start + 5 {
+        s.scan.host_found = 1;
+        let (vs, lk) = (s.scan.value_start, s.scan.last_keep);
+        s.regions.host = if vs != NONE && vs < end && lk != NONE && lk < end { [vs, lk + 1] } else { [end, end] };
+    }
+    s.scan.value_start = NONE;
+    s.scan.last_keep = NONE;
+    s.scan.host_prefix_ok = 1;
+}
+
+/// One byte of `filter_common::signatures::http_regions`, as a state
+/// machine: the request line, then header lines up to the empty one.
+extern "C" fn region_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(s) = scratch() else { return 1 };
+    let i = s.scan.pos;
+    if s.scan.phase >= 2 {
+        return 1;
+    }
+    if i >= s.scan.len {
+        if s.scan.phase == 1 {
+            // The segment ends inside the header block.
+            if s.scan.line_start < i {
+                host_line_end(s, i);
+            }
+            s.regions.header[1] = i;
+            s.regions.body = [i, i];
+            s.regions.valid = 1;
+        }
+        s.scan.phase = 2;
+        return 1;
+    }
+    s.scan.pos = i + 1;
+    let b = s.view[(i & VIEW_MASK) as usize];
+    let cr_before = i > 0 && s.view[((i - 1) & VIEW_MASK) as usize] == b'\r';
+    if s.scan.phase == 0 {
+        if b == b'\n' {
+            let t = &s.scan;
+            let line_len = if cr_before { i - 1 } else { i };
+            let fs = t.first_sp;
+            let ls = t.last_sp;
+            let ok = fs != NONE
+                && fs > 0
+                && ls > fs
+                && t.method_ok != 0
+                && line_len == ls + 9
+                && t.uri_start != NONE
+                && t.uri_start < ls
+                && t.uri_end != NONE;
+            if !ok || !is_version(s, ls + 1) {
+                s.scan.phase = 2;
+                return 1;
+            }
+            s.regions.method_end = fs;
+            s.regions.uri = [s.scan.uri_start, s.scan.uri_end];
+            s.regions.host = [i + 1, i + 1];
+            s.regions.header = [i + 1, i + 1];
+            s.scan.line_start = i + 1;
+            s.scan.phase = 1;
+            return 0;
+        }
+        let t = &mut s.scan;
+        if b == b' ' {
+            if t.first_sp == NONE {
+                t.first_sp = i;
+            }
+            t.last_sp = i;
+            t.uri_end = if t.last_nonsp != NONE && t.last_nonsp > t.first_sp { t.last_nonsp + 1 } else { NONE };
+        } else {
+            if t.first_sp == NONE {
+                if !is_tchar(b) {
+                    t.method_ok = 0;
+                }
+            } else if t.uri_start == NONE {
+                t.uri_start = i;
+            }
+            t.last_nonsp = i;
+        }
+        return 0;
+    }
+    // Header lines.
+    let start = s.scan.line_start;
+    if b == b'\n' {
+        let end = if cr_before && i - 1 >= start { i - 1 } else { i };
+        if end == start {
+            s.regions.header[1] = start;
+            s.regions.body = [i + 1, s.scan.len];
+            s.regions.valid = 1;
+            s.scan.phase = 2;
+            return 1;
+        }
+        host_line_end(s, end);
+        s.scan.line_start = i + 1;
+        return 0;
+    }
+    let off = i - start;
+    let t = &mut s.scan;
+    if off < 5 {
+        let want = match off {
+            0 => b'h',
+            1 => b'o',
+            2 => b's',
+            3 => b't',
+            _ => b':',
+        };
+        if b.to_ascii_lowercase() != want {
+            t.host_prefix_ok = 0;
+        }
+    } else {
+        if t.value_start == NONE && b != b' ' && b != b'\t' {
+            t.value_start = i;
+        }
+        if b != b' ' && b != b'\t' && b != b'\r' {
+            t.last_keep = i;
+        }
+    }
+    0
+}
+
+/// `HTTP/1.` (any case) and a digit at `at`.
+#[inline(always)]
+fn is_version(s: &SigScratch, at: u32) -> bool {
+    let want = *b"http/1.";
+    let mut k = 0;
+    while k < 7 {
+        if s.view[((at + k as u32) & VIEW_MASK) as usize].to_ascii_lowercase() != want[k] {
+            return false;
+        }
+        k += 1;
+    }
+    s.view[((at + 7) & VIEW_MASK) as usize].is_ascii_digit()
+}
+
+#[inline(always)]
+fn content(generation: u32, index: u32) -> Option<&'static SigContent> {
+    SIG_CONTENTS.get(generation * MAX_SIG_CONTENTS + (index & (MAX_SIG_CONTENTS - 1)))
+}
+
+#[inline(always)]
+fn header_ok(r: &SigRule, e: &Eval) -> bool {
+    if r.proto as u32 != e.proto || (r.flags & SIG_HTTP != 0 && e.http_port == 0) {
+        return false;
+    }
+    if r.src_group != SIG_GROUP_ANY && e.src_groups & (1u32 << (r.src_group & 31)) == 0 {
+        return false;
+    }
+    if r.dst_group != SIG_GROUP_ANY && e.dst_groups & (1u32 << (r.dst_group & 31)) == 0 {
+        return false;
+    }
+    in_ranges(&r.src_ports, r.n_src_ports, e.src_port) && in_ranges(&r.dst_ports, r.n_dst_ports, e.dst_port)
+}
+
+#[inline(always)]
+fn in_ranges(ranges: &[[u16; 2]; MAX_SIG_PORT_RANGES], n: u8, port: u32) -> bool {
+    if n == 0 {
+        return true;
+    }
+    let mut i = 0;
+    while i < MAX_SIG_PORT_RANGES {
+        if i as u8 >= n {
+            break;
+        }
+        if ranges[i][0] as u32 <= port && port <= ranges[i][1] as u32 {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Points the search at the buffer of the group starting at
+/// `group_first`; false when the buffer does not exist (an HTTP buffer
+/// of a packet that does not start a request).
+#[inline(always)]
+fn start_group(s: &mut SigScratch, c: &SigContent) -> bool {
+    let r = &s.regions;
+    let (start, end) = match c.buffer {
+        SIG_BUF_PAYLOAD => (0, s.walk.len),
+        _ if r.valid == 0 => return false,
+        SIG_BUF_URI => (r.uri[0], r.uri[1]),
+        SIG_BUF_METHOD => (0, r.method_end),
+        SIG_BUF_HOST => (r.host[0], r.host[1]),
+        SIG_BUF_HEADER => (r.header[0], r.header[1]),
+        _ => (r.body[0], r.body[1]),
+    };
+    s.eval.buf_start = start;
+    s.eval.buf_len = end - start;
+    s.eval.j = 0;
+    s.eval.searches = SIG_MAX_SEARCHES;
+    true
+}
+
+/// Enters content `j` of the group with `prev` the end of the last
+/// positive match; past the group's last content, the next group or the
+/// rule's match.
+#[inline(always)]
+fn enter(s: &mut SigScratch, j: u32, prev: u32, past_last: bool) -> i64 {
+    if past_last {
+        let next = s.eval.group_first + j;
+        if next >= s.eval.rule_end {
+            return rule_matched(s);
+        }
+        let Some(c) = content(s.eval.generation, next) else { return 1 };
+        s.eval.group_first = next;
+        if !start_group(s, c) {
+            s.eval.phase = PICK;
+            return 0;
+        }
+        s.eval.prev_in[0] = 0;
+        s.eval.from = NONE;
+        s.eval.phase = FIND;
+        return 0;
+    }
+    s.eval.j = j;
+    s.eval.prev_in[(j as usize) & (SIG_MAX_RULE_CONTENTS - 1)] = prev;
+    s.eval.from = NONE;
+    s.eval.phase = FIND;
+    0
+}
+
+#[inline(always)]
+fn rule_matched(s: &mut SigScratch) -> i64 {
+    stat(stat::MATCHES);
+    let Some(r) = SIG_RULES.get(s.eval.generation * MAX_SIG_RULES + (s.eval.rule & (MAX_SIG_RULES - 1))) else { return 1 };
+    crate::classify::hit(r.rule_id, s.eval.len);
+    if r.flags & SIG_ENFORCE != 0 {
+        s.eval.result = R_DROP;
+        return 1;
+    }
+    s.eval.phase = PICK;
+    0
+}
+
+/// Content `j` failed (`abort`: no other occurrence of an earlier content
+/// can help). Back to the nearest earlier positive content to retry, or
+/// the rule does not match.
+#[inline(always)]
+fn fail(s: &mut SigScratch, j: u32, abort: bool) -> i64 {
+    s.eval.phase = PICK;
+    if abort {
+        return 0;
+    }
+    let mut i = j;
+    let mut guard = 0;
+    while guard < SIG_MAX_RULE_CONTENTS {
+        guard += 1;
+        if i == 0 {
+            return 0;
+        }
+        i -= 1;
+        let Some(c) = content(s.eval.generation, s.eval.group_first + i) else { return 1 };
+        if c.flags & SIG_C_NEGATED != 0 {
+            continue;
+        }
+        if c.flags & SIG_C_RETRY == 0 {
+            return 0;
+        }
+        s.eval.j = i;
+        s.eval.from = s.eval.found[(i as usize) & (SIG_MAX_RULE_CONTENTS - 1)] + 1;
+        s.eval.phase = FIND;
+        return 0;
+    }
+    0
+}
+
+/// The search of content `j` ended: found at `at`, or not.
+#[inline(always)]
+fn searched(s: &mut SigScratch, c: &SigContent, found: Option<u32>) -> i64 {
+    let j = s.eval.j;
+    let relative = c.flags & SIG_C_RELATIVE != 0;
+    let last = c.flags & SIG_C_LAST != 0;
+    let idx = (j as usize) & (SIG_MAX_RULE_CONTENTS - 1);
+    if c.flags & SIG_C_NEGATED != 0 {
+        return match found {
+            Some(_) => fail(s, j, !relative),
+            None => {
+                let prev = s.eval.prev_in[idx];
+                enter(s, j + 1, prev, last)
+            }
+        };
+    }
+    match found {
+        None => fail(s, j, !relative),
+        Some(at) => {
+            s.eval.found[idx] = at;
+            enter(s, j + 1, at + c.len as u32, last)
+        }
+    }
+}
+
+extern "C" fn eval_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(s) = scratch() else { return 1 };
+    match s.eval.phase {
+        PICK => pick(s),
+        FIND => find(s),
+        COMPARE => compare(s),
+        _ => 1,
+    }
+}
+
+#[inline(always)]
+fn pick(s: &mut SigScratch) -> i64 {
+    let mut w = s.eval.word;
+    while w < SIG_RULE_WORDS as u32 {
+        // Through `opaque`: as a pointer walk LLVM would lose the mask
+        // the verifier needs.
+        if s.candidates[(opaque(w) as usize) & (SIG_RULE_WORDS - 1)] != 0 {
+            break;
+        }
+        w += 1;
+    }
+    s.eval.word = w;
+    if w >= SIG_RULE_WORDS as u32 {
+        s.eval.phase = DONE;
+        return 1;
+    }
+    let slot = (opaque(w) as usize) & (SIG_RULE_WORDS - 1);
+    let bits = s.candidates[slot];
+    let lowest = bits & bits.wrapping_neg();
+    s.candidates[slot] = bits ^ lowest;
+    if s.eval.work == 0 {
+        s.eval.result = R_UNDECIDED;
+        return 1;
+    }
+    s.eval.work -= 1;
+    let rule = w * 64 + (lowest - 1).count_ones();
+    s.eval.rule = rule;
+    let Some(r) = SIG_RULES.get(s.eval.generation * MAX_SIG_RULES + (rule & (MAX_SIG_RULES - 1))) else { return 1 };
+    if !header_ok(r, &s.eval) {
+        return 0;
+    }
+    let first = r.first_content as u32;
+    s.eval.group_first = first;
+    s.eval.rule_end = first + r.n_contents as u32;
+    let Some(c) = content(s.eval.generation, first) else { return 1 };
+    if !start_group(s, c) {
+        return 0;
+    }
+    s.eval.prev_in[0] = 0;
+    s.eval.from = NONE;
+    s.eval.phase = FIND;
+    0
+}
+
+/// Starts searching content `j` in its window.
+#[inline(always)]
+fn find(s: &mut SigScratch) -> i64 {
+    if s.eval.searches == 0 {
+        s.eval.phase = PICK;
+        return 0;
+    }
+    s.eval.searches -= 1;
+    if s.eval.work == 0 {
+        s.eval.result = R_UNDECIDED;
+        return 1;
+    }
+    s.eval.work -= 1;
+    let j = s.eval.j;
+    let Some(c) = content(s.eval.generation, s.eval.group_first + j) else { return 1 };
+    let len = s.eval.buf_len as i64;
+    let prev = s.eval.prev_in[(j as usize) & (SIG_MAX_RULE_CONTENTS - 1)] as i64;
+    let bounded = c.flags & SIG_C_BOUNDED != 0;
+    let (mut start, mut end) = if c.flags & SIG_C_RELATIVE != 0 {
+        let base = prev + c.start as i64;
+        let end = if bounded { base + c.span as i64 } else { len };
+        (if base < 0 { 0 } else { base }, end)
+    } else {
+        let start = c.start as i64;
+        (start, if bounded { start + c.span as i64 } else { len })
+    };
+    if end > len {
+        end = len;
+    }
+    if start > len + 1 {
+        start = len + 1;
+    }
+    if end < 0 {
+        end = 0;
+    }
+    if s.eval.from != NONE {
+        start = s.eval.from as i64;
+    }
+    let n = c.len as i64;
+    if start > end || end - start < n || n == 0 {
+        return searched(s, c, None);
+    }
+    let (first, last) = if c.flags & SIG_C_ENDSWITH != 0 {
+        let p = len - n;
+        if p < start || p + n > end {
+            return searched(s, c, None);
+        }
+        (p, p)
+    } else {
+        (start, end - n)
+    };
+    s.eval.p = first as u32;
+    s.eval.last = last as u32;
+    s.eval.k = 0;
+    s.eval.phase = COMPARE;
+    0
+}
+
+/// One byte comparison of the naive search.
+#[inline(always)]
+fn compare(s: &mut SigScratch) -> i64 {
+    if s.eval.work == 0 {
+        s.eval.result = R_UNDECIDED;
+        return 1;
+    }
+    s.eval.work -= 1;
+    let Some(c) = content(s.eval.generation, s.eval.group_first + s.eval.j) else { return 1 };
+    let (p, k) = (s.eval.p, s.eval.k);
+    let a = s.view[((s.eval.buf_start + p + k) & VIEW_MASK) as usize];
+    let b = c.bytes[(k & 0xff) as usize];
+    let equal = if c.flags & SIG_C_NOCASE != 0 { a.to_ascii_lowercase() == b.to_ascii_lowercase() } else { a == b };
+    if equal {
+        if k + 1 >= c.len as u32 {
+            return searched(s, c, Some(p));
+        }
+        s.eval.k = k + 1;
+        return 0;
+    }
+    s.eval.k = 0;
+    if p >= s.eval.last {
+        return searched(s, c, None);
+    }
+    s.eval.p = p + 1;
+    0
+}
