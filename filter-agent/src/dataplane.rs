@@ -618,6 +618,23 @@ impl Dataplane {
         ]
     }
 
+    /// The signature stage's counters (`maps::sig::stat`), summed over CPUs.
+    pub fn sig_totals(&self) -> Result<Vec<(&'static str, u64)>> {
+        let Some(map) = self.ebpf.map(names::SIG_STATS) else { return Ok(Vec::new()) };
+        let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+        (0..stat::LEN).map(|i| Ok((stat::NAMES[i as usize], stats.get(&i, 0)?.iter().sum()))).collect()
+    }
+
+    /// Lifts every ban (`BANS`).
+    pub fn clear_bans(&mut self) -> Result<()> {
+        let mut bans: aya::maps::HashMap<&mut MapData, BanKey, Ban> = aya::maps::HashMap::try_from(self.map_mut(names::BANS)?)?;
+        let keys: Vec<BanKey> = bans.keys().collect::<Result<_, _>>()?;
+        for k in keys {
+            bans.remove(&k)?;
+        }
+        Ok(())
+    }
+
     /// The domain stage's event counters (`maps::l7`), summed over CPUs, in
     /// `l7::NAMES` order; empty if this program has no `L7_STATS` map.
     pub fn l7_totals(&self) -> Result<Vec<(&'static str, u64)>> {
@@ -683,10 +700,12 @@ impl Dataplane {
                 stats.set(i, aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])?, 0)?;
             }
         }
-        if let Some(map) = self.ebpf.map_mut(names::L7_STATS) {
-            let mut stats: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(map)?;
-            for i in 0..stats.len() {
-                stats.set(i, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+        for name in [names::L7_STATS, names::SIG_STATS] {
+            if let Some(map) = self.ebpf.map_mut(name) {
+                let mut stats: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(map)?;
+                for i in 0..stats.len() {
+                    stats.set(i, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+                }
             }
         }
         Ok(())
