@@ -253,7 +253,9 @@ impl Entries {
             l4_dst_set: o.l4_dst,
             sig_groups: o.sig_groups.unwrap_or(self.default_groups),
         };
-        if e == PrefixEntry::default() {
+        // Index 0 ("no prefix") stands for an entry with nothing but the
+        // default signature groups; any other entry needs its own index.
+        if e == (PrefixEntry { sig_groups: self.default_groups, ..PrefixEntry::default() }) {
             return Ok(0);
         }
         if let Some(&i) = self.index.get(&e) {

@@ -1028,7 +1028,7 @@ pub struct Flow {
 }
 
 impl Flow {
-    fn with_addrs(src: IpAddr, dst: IpAddr, dport: u16) -> Flow {
+    pub fn with_addrs(src: IpAddr, dst: IpAddr, dport: u16) -> Flow {
         Flow {
             src,
             dst,
