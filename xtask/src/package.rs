@@ -86,7 +86,7 @@ pub fn run(root: &Path) -> Result<PathBuf> {
     install(&root.join("deploy/RUNBOOK.md"), &doc.join("RUNBOOK.md"), 0o644)?;
     install(&root.join("rules/README.md"), &doc.join("ORDERS.md"), 0o644)?;
     install(&root.join("deploy/debian/copyright"), &doc.join("copyright"), 0o644)?;
-    for (from, to) in [("rules/orders", "examples/orders"), ("rules/feeds", "examples/feeds")] {
+    for (from, to) in [("rules/orders", "examples/orders"), ("rules/feeds", "examples/feeds"), ("rules/signatures", "examples/signatures")] {
         for file in files_in(&root.join(from))? {
             install(&file, &doc.join(to).join(file.file_name().expect("file name")), 0o644)?;
         }
