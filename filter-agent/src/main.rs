@@ -10,6 +10,8 @@ use filter_agent::dataplane::{AttachMode, Capacity};
 use filter_agent::{classify_cmd, run};
 use filter_common::rules::Settings;
 
+mod bans_cmd;
+
 #[derive(Parser)]
 #[command(name = "filter-agent", version, about = "ISP edge filter: XDP data plane agent and operator CLI")]
 struct Cli {
@@ -81,6 +83,11 @@ enum Command {
 enum SignaturesCommand {
     /// Validate packs: every problem as file:line: reason.
     Check(filter_agent::signatures_cmd::CheckArgs),
+    /// The sources banned by signatures, how long each ban lasts, and the
+    /// rule (sid, pack, file:line) that banned it.
+    Bans(bans_cmd::BansArgs),
+    /// Lift a ban now (recorded in the audit log with the reason).
+    Unban(bans_cmd::UnbanArgs),
 }
 
 #[derive(Subcommand)]
@@ -238,6 +245,8 @@ fn main() -> ExitCode {
         Command::Api { command: ApiCommand::Token } => filter_agent::order_cli::token(),
         Command::Report { args } => filter_agent::transparency::run(args),
         Command::Signatures { command: SignaturesCommand::Check(a) } => filter_agent::signatures_cmd::check(&a),
+        Command::Signatures { command: SignaturesCommand::Bans(a) } => bans_cmd::list(&a),
+        Command::Signatures { command: SignaturesCommand::Unban(a) } => bans_cmd::unban(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
