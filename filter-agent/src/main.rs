@@ -173,6 +173,14 @@ struct RunArgs {
     /// Dense IPv4 /24 blocks resolved by direct 256-entry groups (1 KiB each).
     #[arg(long, default_value_t = filter_common::maps::DEFAULT_V4_GROUPS)]
     v4_groups: u32,
+    /// An attack signature pack to enforce (repeatable; see
+    /// rules/signatures/README.md).
+    #[arg(long = "signatures", value_name = "PACK")]
+    signature_packs: Vec<PathBuf>,
+    /// A signature pack variable, `NAME=VALUE` (repeatable), e.g.
+    /// `HOME_NET=[198.19.0.0/16]`; `EXTERNAL_NET` defaults to `!$HOME_NET`.
+    #[arg(long = "signature-var", value_name = "NAME=VALUE", requires = "signature_packs")]
+    signature_vars: Vec<String>,
 }
 
 /// Settings shared by `run` and `classify`, so an offline verdict uses the
@@ -207,12 +215,28 @@ fn run_config(a: RunArgs) -> Result<Config> {
     if a.interfaces.is_empty() {
         bail!("give --config FILE, or --interface and --rules");
     }
+    let signatures = if a.signature_packs.is_empty() {
+        None
+    } else {
+        let mut vars: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        for v in &a.signature_vars {
+            let Some((name, value)) = v.split_once('=') else { bail!("--signature-var `{v}`: expected NAME=VALUE") };
+            vars.insert(name.trim().trim_start_matches('$').to_string(), value.trim().to_string());
+        }
+        vars.entry("EXTERNAL_NET".into()).or_insert_with(|| "!$HOME_NET".into());
+        Some(config::SignaturePacks {
+            packs: a.signature_packs,
+            vars,
+            skip_unsupported: false,
+            action: filter_common::rules::Action::Drop,
+        })
+    };
     Ok(Config {
         instance: a.instance,
         interfaces: a.interfaces,
         attach_mode: a.mode,
         settings: settings(&a.settings)?,
-        sources: Sources { order_dirs: vec![rules], feeds: Vec::new(), signatures: None },
+        sources: Sources { order_dirs: vec![rules], feeds: Vec::new(), signatures },
         metrics: a.metrics,
         state_dir: a.state_dir,
         bpffs: a.bpffs,

