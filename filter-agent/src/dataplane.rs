@@ -710,6 +710,114 @@ impl Dataplane {
         }
         Ok(())
     }
+
+    /// Takes the deep-inspection ring buffer (`SIG_EVENTS`) out of the
+    /// object for its one reader; `None` if the program has none (or it
+    /// was taken already).
+    pub fn take_sig_events(&mut self) -> Result<Option<aya::maps::RingBuf<MapData>>> {
+        let Some(map) = self.ebpf.take_map(names::SIG_EVENTS) else { return Ok(None) };
+        Ok(Some(aya::maps::RingBuf::try_from(map)?))
+    }
+
+    /// A handle of its own on `BANS` (a duplicate descriptor): deep
+    /// inspection installs bans through it without waiting for the agent's
+    /// lock. `None` without the map.
+    pub fn bans_handle(&self) -> Result<Option<aya::maps::HashMap<MapData, BanKey, Ban>>> {
+        let Some(map) = self.dup_map(names::BANS)? else { return Ok(None) };
+        Ok(Some(aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(map))?))
+    }
+
+    /// A handle of its own on `CONFIG`: only ever read through it (writes
+    /// go through [`Dataplane::set_bans_flag`] under the agent's lock).
+    pub fn config_handle(&self) -> Result<Array<MapData, ActiveConfig>> {
+        let map = self.dup_map(names::CONFIG)?.context("map CONFIG missing from object")?;
+        Ok(Array::try_from(aya::maps::Map::Array(map))?)
+    }
+
+    fn dup_map(&self, name: &str) -> Result<Option<MapData>> {
+        use aya::maps::Map;
+        use std::os::fd::AsFd;
+        let Some(map) = self.ebpf.map(name) else { return Ok(None) };
+        let data = match map {
+            Map::Array(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
+            _ => bail!("map {name} has an unexpected type"),
+        };
+        let fd = data.fd().as_fd().try_clone_to_owned().with_context(|| format!("duplicating the descriptor of {name}"))?;
+        Ok(Some(MapData::from_fd(fd)?))
+    }
+
+    /// Sets `CONFIG[0].bans` (the program looks `BANS` up only while it is
+    /// 1), keeping the generation; a no-op if it is set. Callers hold the
+    /// lock the apply path holds, so this never undoes a generation switch.
+    pub fn set_bans_flag(&mut self) -> Result<()> {
+        let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
+        let c = config.get(&0, 0)?;
+        if c.bans == 0 {
+            config.set(0, ActiveConfig { bans: 1, ..c }, 0).context("setting CONFIG bans")?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the bans that lapsed by `now_ns` (`CLOCK_MONOTONIC`); when
+    /// none is left, clears `CONFIG[0].bans`, then looks again and sets it
+    /// back if a ban appeared meanwhile (the kernel and deep inspection
+    /// insert without the agent's lock, and set the flag after inserting).
+    /// Callers hold the lock the apply path holds. Returns (bans deleted,
+    /// bans left); `(0, 0)` without a `BANS` map.
+    pub fn sweep_bans(&mut self, now_ns: u64) -> Result<(u64, u64)> {
+        let Some(map) = self.ebpf.map_mut(names::BANS) else { return Ok((0, 0)) };
+        let mut bans: aya::maps::HashMap<&mut MapData, BanKey, Ban> = aya::maps::HashMap::try_from(map)?;
+        let mut lapsed = Vec::new();
+        let mut left = 0u64;
+        for entry in bans.iter() {
+            // Entries may vanish while iterating (LRU eviction, kernel
+            // removal): skip what cannot be read.
+            let Ok((key, ban)) = entry else { continue };
+            if ban.expires_ns <= now_ns {
+                lapsed.push(key);
+            } else {
+                left += 1;
+            }
+        }
+        let mut deleted = 0;
+        for key in &lapsed {
+            // Looked at again just before deleting: a source banned anew
+            // since the scan keeps its ban.
+            match bans.get(key, 0) {
+                Ok(ban) if ban.expires_ns <= now_ns => {
+                    if bans.remove(key).is_ok() {
+                        deleted += 1;
+                    }
+                }
+                Ok(_) => left += 1,
+                Err(_) => {}
+            }
+        }
+        if left == 0 {
+            let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
+            let c = config.get(&0, 0)?;
+            if c.bans != 0 {
+                config.set(0, ActiveConfig { bans: 0, ..c }, 0).context("clearing CONFIG bans")?;
+                let map = self.ebpf.map(names::BANS).context("map BANS missing from object")?;
+                let bans: aya::maps::HashMap<&MapData, BanKey, Ban> = aya::maps::HashMap::try_from(map)?;
+                if bans.keys().next().is_some() {
+                    self.set_bans_flag()?;
+                }
+            }
+        } else {
+            // A ban in force must be looked up.
+            self.set_bans_flag()?;
+        }
+        Ok((deleted, left))
+    }
+
+    /// Bans in force at `now_ns` (`CLOCK_MONOTONIC`); `None` without a
+    /// `BANS` map.
+    pub fn bans_in_force(&self, now_ns: u64) -> Result<Option<u64>> {
+        let Some(map) = self.ebpf.map(names::BANS) else { return Ok(None) };
+        let bans: aya::maps::HashMap<&MapData, BanKey, Ban> = aya::maps::HashMap::try_from(map)?;
+        Ok(Some(bans.iter().filter_map(|e| e.ok()).filter(|(_, b)| b.expires_ns > now_ns).count() as u64))
+    }
 }
 
 fn attach_program(program: &mut Xdp, interface: &str, mode: AttachMode) -> Result<(aya::programs::xdp::XdpLinkId, &'static str)> {

@@ -5,6 +5,7 @@ mod batch;
 pub mod classify_cmd;
 pub mod config;
 pub mod dataplane;
+pub mod inspect;
 pub mod order_cli;
 pub mod orders;
 pub mod report;

@@ -57,6 +57,28 @@ pub struct L7Count {
     pub count: u64,
 }
 
+/// A signature in force and what it matched.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignatureHit {
+    pub sid: u32,
+    pub pack: String,
+    /// `drop`, `alert` or `dry-run` (`crate::inspect::action_name`).
+    pub action: &'static str,
+    pub msg: String,
+    /// Packets the kernel matched, and those the bans it installed dropped
+    /// (`RULE_STATS`).
+    pub packets: u64,
+    /// Deep-inspection matches since the agent started.
+    pub deep: u64,
+}
+
+/// Deep-inspection events by outcome (`crate::inspect::Outcome`).
+#[derive(Clone, Debug, Serialize)]
+pub struct DeepCount {
+    pub outcome: &'static str,
+    pub count: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Snapshot {
     pub version: &'static str,
@@ -81,6 +103,16 @@ pub struct Snapshot {
     /// Names looked up and what became of them (empty if the program has no
     /// domain stage).
     pub l7: Vec<L7Count>,
+    /// Signatures in force.
+    pub signature_rules: usize,
+    /// The signature stage's counters (`filter_common::maps::sig::stat`;
+    /// empty if the program has no signature stage).
+    pub signature_events: Vec<L7Count>,
+    /// Per signature in force, in rule order.
+    pub signature_hits: Vec<SignatureHit>,
+    /// Bans in force (`None`: the program has no `BANS` map).
+    pub bans: Option<u64>,
+    pub deep_inspection: Vec<DeepCount>,
 }
 
 pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
@@ -99,6 +131,23 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
         })
         .collect();
     let per_rule = dp.rule_totals(rules.max_rule_id())?;
+    let deep_hits = agent.inspector.hits();
+    let signature_hits = rules
+        .signatures
+        .iter()
+        .map(|r| {
+            let pack = rules.rule(r.rule_id).map_or_else(String::new, |info| crate::inspect::pack_name(&info.order_id).to_string());
+            let action = crate::inspect::action_name(r);
+            SignatureHit {
+                sid: r.sig.sid,
+                deep: deep_hits.get(&(pack.clone(), r.sig.sid, action)).copied().unwrap_or(0),
+                pack,
+                action,
+                msg: r.sig.msg.clone(),
+                packets: per_rule.get(r.rule_id as usize - 1).map_or(0, |t| t.packets),
+            }
+        })
+        .collect();
     let mut per_order: BTreeMap<String, OrderCount> = BTreeMap::new();
     for info in &rules.rules {
         let t = per_rule.get(info.id as usize - 1).copied().unwrap_or_default();
@@ -142,6 +191,11 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
             *by_kind.entry((kind, info.category.name())).or_default() += 1;
         }
     }
+    for r in &rules.signatures {
+        if let Some(info) = rules.rule(r.rule_id) {
+            *by_kind.entry(("signature", info.category.name())).or_default() += 1;
+        }
+    }
     if !rules.settings.allow.is_empty() {
         by_kind.insert(("allowlist", "operator"), rules.settings.allow.len() as u64);
     }
@@ -169,6 +223,11 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
         reasons,
         orders_hits,
         l7: dp.l7_totals()?.into_iter().map(|(event, count)| L7Count { event, count }).collect(),
+        signature_rules: rules.signatures.len(),
+        signature_events: dp.sig_totals()?.into_iter().map(|(event, count)| L7Count { event, count }).collect(),
+        signature_hits,
+        bans: dp.bans_in_force(crate::inspect::monotonic_ns())?,
+        deep_inspection: agent.inspector.outcomes().into_iter().map(|(outcome, count)| DeepCount { outcome, count }).collect(),
     })
 }
 
@@ -219,6 +278,21 @@ pub fn render_status(s: &Snapshot) -> String {
             let _ = writeln!(out, "  {}", cells.join("   "));
         }
     }
+    if !s.signature_events.is_empty() {
+        let bans = s.bans.map_or("-".into(), |b| b.to_string());
+        let _ = writeln!(out, "\nSignatures\n  rules {}   bans in force {bans}", s.signature_rules);
+        for line in s.signature_events.chunks(4) {
+            let cells: Vec<String> = line.iter().map(|c| format!("{} {}", c.event, c.count)).collect();
+            let _ = writeln!(out, "  {}", cells.join("   "));
+        }
+        let cells: Vec<String> = s.deep_inspection.iter().map(|c| format!("{} {}", c.outcome, c.count)).collect();
+        let _ = writeln!(out, "  deep inspection: {}", cells.join("   "));
+        let mut top: Vec<&SignatureHit> = s.signature_hits.iter().filter(|h| h.packets + h.deep > 0).collect();
+        top.sort_by(|a, b| (b.packets + b.deep).cmp(&(a.packets + a.deep)).then(a.sid.cmp(&b.sid)));
+        for h in top.iter().take(10) {
+            let _ = writeln!(out, "  sid {:<10} {:<16} {:<7} packets {:>10}   deep {:>8}   {}", h.sid, h.pack, h.action, h.packets, h.deep, h.msg);
+        }
+    }
     let _ = writeln!(out, "\nPackets by decision\n  {:<16} {:<10} {:<6} {:>14} {:>16}", "interface", "reason", "action", "packets", "bytes");
     for r in s.reasons.iter().filter(|r| r.packets > 0) {
         let _ = writeln!(out, "  {:<16} {:<10} {:<6} {:>14} {:>16}", r.interface, r.reason, r.action, r.packets, r.bytes);
@@ -244,6 +318,18 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     let rule_packets = counter("edgefilter_rule_packets_total", "Packets matched per order (dry-run orders count would-drop).", &["order", "category"])?;
     let rule_bytes = counter("edgefilter_rule_bytes_total", "Bytes matched per order (dry-run orders count would-drop).", &["order", "category"])?;
     let l7 = counter("edgefilter_l7_events_total", "Domain stage events: names looked up per protocol, DNS answers sent, names that could not be read.", &["event"])?;
+    let sig_events = counter(
+        "edgefilter_signature_events_total",
+        "Signature stage events: payloads scanned, candidates, matches, bans installed and packets they dropped, deep-inspection events sent or not.",
+        &["event"],
+    )?;
+    let sig_hits = counter(
+        "edgefilter_signature_hits_total",
+        "Packets matched in the kernel per signature in force, with the packets the bans it installed dropped.",
+        &["sid", "pack", "action"],
+    )?;
+    let deep = counter("edgefilter_deep_inspection_total", "Deep-inspection events by outcome (matched, clean, malformed, banned).", &["outcome"])?;
+    let deep_hits = counter("edgefilter_deep_inspection_hits_total", "Deep-inspection matches per signature in force (since the agent started).", &["sid", "pack", "action"])?;
     let rules = gauge("edgefilter_rules", "Rules in force by kind and category.", &["kind", "category"])?;
     let orders = gauge("edgefilter_orders", "Loaded orders by state.", &["state"])?;
     let entries = gauge("edgefilter_map_entries", "Entries in use in the active generation.", &["map"])?;
@@ -253,7 +339,7 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     let generation = IntGauge::new("edgefilter_ruleset_generation", "Sequence number of the rule set in force (increments at every apply).")?;
     let last = Gauge::new("edgefilter_ruleset_last_reload_timestamp_seconds", "When the rule set in force was applied.")?;
     let last_ok = IntGauge::new("edgefilter_ruleset_last_reload_success", "1 if the last reload attempt was applied, 0 if rejected.")?;
-    for c in [&packets, &bytes, &rule_packets, &rule_bytes, &l7] {
+    for c in [&packets, &bytes, &rule_packets, &rule_bytes, &l7, &sig_events, &sig_hits, &deep, &deep_hits] {
         registry.register(Box::new(c.clone()))?;
     }
     for g in [&rules, &orders, &entries, &capacity, &build, &expiry] {
@@ -271,6 +357,22 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     }
     for c in &s.l7 {
         l7.with_label_values(&[c.event]).inc_by(c.count);
+    }
+    for c in &s.signature_events {
+        sig_events.with_label_values(&[c.event]).inc_by(c.count);
+    }
+    for h in &s.signature_hits {
+        let sid = h.sid.to_string();
+        sig_hits.with_label_values(&[sid.as_str(), h.pack.as_str(), h.action]).inc_by(h.packets);
+        deep_hits.with_label_values(&[sid.as_str(), h.pack.as_str(), h.action]).inc_by(h.deep);
+    }
+    for c in &s.deep_inspection {
+        deep.with_label_values(&[c.outcome]).inc_by(c.count);
+    }
+    if let Some(n) = s.bans {
+        let bans = IntGauge::new("edgefilter_bans", "Sources banned by signatures now.")?;
+        registry.register(Box::new(bans.clone()))?;
+        bans.set(n as i64);
     }
     for o in &s.orders_hits {
         rule_packets.with_label_values(&[o.order.as_str(), o.category]).inc_by(o.packets);
@@ -322,7 +424,59 @@ mod tests {
             reasons: Vec::new(),
             orders_hits: Vec::new(),
             l7: filter_common::maps::l7::NAMES.iter().enumerate().map(|(i, &event)| L7Count { event, count: i as u64 * 10 }).collect(),
+            signature_rules: 0,
+            signature_events: Vec::new(),
+            signature_hits: Vec::new(),
+            bans: None,
+            deep_inspection: Vec::new(),
         }
+    }
+
+    fn metrics() -> Metrics {
+        Metrics {
+            reload_duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("edgefilter_reload_duration_seconds", "h")).unwrap(),
+            order_enforcement: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("edgefilter_order_enforcement_seconds", "h")).unwrap(),
+            reload_errors: prometheus::IntCounter::new("edgefilter_reload_errors_total", "h").unwrap(),
+            last_reload: 0.0,
+            sequence: 3,
+        }
+    }
+
+    #[test]
+    fn signatures_bans_and_deep_inspection_are_reported() {
+        let mut s = snapshot();
+        s.signature_rules = 2;
+        s.signature_events = filter_common::maps::stat::NAMES.iter().enumerate().map(|(i, &event)| L7Count { event, count: i as u64 }).collect();
+        s.signature_hits = vec![
+            SignatureHit { sid: 9000101, pack: "log4shell".into(), action: "drop", msg: "jndi ldap".into(), packets: 7, deep: 2 },
+            SignatureHit { sid: 9000900, pack: "local".into(), action: "alert", msg: "quiet".into(), packets: 0, deep: 0 },
+        ];
+        s.bans = Some(3);
+        s.deep_inspection = crate::inspect::Outcome::ALL.iter().enumerate().map(|(i, o)| DeepCount { outcome: o.name(), count: i as u64 + 1 }).collect();
+        let text = render_status(&s);
+        assert!(text.contains("\nSignatures\n  rules 2   bans in force 3\n  scanned 0   candidates 1   matches 2   ban_drops 3\n"), "{text}");
+        assert!(text.contains("events_lost 8\n"), "{text}");
+        assert!(text.contains("  deep inspection: matched 1   clean 2   malformed 3   banned 4\n"), "{text}");
+        assert!(text.contains("sid 9000101    log4shell        drop    packets          7   deep        2   jndi ldap"), "{text}");
+        assert!(!text.contains("9000900"), "signatures that matched nothing are left out:\n{text}");
+
+        let text = render_metrics(&s, &metrics()).unwrap();
+        for line in [
+            "edgefilter_signature_events_total{event=\"ban_drops\"} 3",
+            "edgefilter_signature_events_total{event=\"events_lost\"} 8",
+            "edgefilter_signature_hits_total{action=\"drop\",pack=\"log4shell\",sid=\"9000101\"} 7",
+            "edgefilter_signature_hits_total{action=\"alert\",pack=\"local\",sid=\"9000900\"} 0",
+            "edgefilter_deep_inspection_hits_total{action=\"drop\",pack=\"log4shell\",sid=\"9000101\"} 2",
+            "edgefilter_deep_inspection_total{outcome=\"banned\"} 4",
+            "edgefilter_deep_inspection_total{outcome=\"malformed\"} 3",
+            "edgefilter_bans 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // Without a signature stage: no section, no ban gauge.
+        let text = render_status(&snapshot());
+        assert!(!text.contains("Signatures"), "{text}");
+        assert!(!render_metrics(&snapshot(), &metrics()).unwrap().contains("edgefilter_bans"));
     }
 
     #[test]
@@ -333,14 +487,7 @@ mod tests {
         assert!(text.contains("Names (DNS, TLS SNI, HTTP Host)\n  dns_queries 0   dns_answered 10   dns_unparsed 20   tls_sni 30\n"), "{text}");
         assert!(text.contains("bad_names 100"), "{text}");
 
-        let metrics = Metrics {
-            reload_duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("edgefilter_reload_duration_seconds", "h")).unwrap(),
-            order_enforcement: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("edgefilter_order_enforcement_seconds", "h")).unwrap(),
-            reload_errors: prometheus::IntCounter::new("edgefilter_reload_errors_total", "h").unwrap(),
-            last_reload: 0.0,
-            sequence: 3,
-        };
-        let text = render_metrics(&snapshot(), &metrics).unwrap();
+        let text = render_metrics(&snapshot(), &metrics()).unwrap();
         for line in [
             "edgefilter_l7_events_total{event=\"dns_answered\"} 10",
             "edgefilter_l7_events_total{event=\"flow_drops\"} 90",

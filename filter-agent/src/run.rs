@@ -3,7 +3,8 @@
 //! in force: reloads on SIGHUP and on file change, applies `effective` and
 //! `expires` within a second, and writes every change to the audit log.
 //! Stopping the agent leaves filtering in force (`filter-agent detach`
-//! removes it).
+//! removes it). Alongside: deep inspection of the signature stage's
+//! events (`crate::inspect`) and, every tick, the sweep of lapsed bans.
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,6 +18,7 @@ use serde_json::json;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::dataplane::{self, Dataplane};
+use crate::inspect::{self, Inspector};
 use crate::report;
 use crate::ruleload;
 use crate::state::State as Persisted;
@@ -52,6 +54,10 @@ pub struct Agent {
     audit: AuditLog,
     pub metrics: Metrics,
     pub last_error: Option<String>,
+    /// Deep inspection of `SIG_EVENTS`: its rules follow every apply.
+    pub inspector: Arc<Inspector>,
+    /// The last ban sweep error reported (each is logged once).
+    sweep_error: Option<String>,
 }
 
 fn in_force<'a>(orders: impl Iterator<Item = &'a Order>, now: chrono::DateTime<Utc>) -> BTreeSet<String> {
@@ -155,8 +161,25 @@ impl Agent {
             self.file_orders = files;
         }
         self.rules = rules;
+        self.inspector.set_rules(&self.rules);
         self.last_error = None;
         Ok(())
+    }
+
+    /// Deletes the lapsed bans and keeps `CONFIG[0].bans` true to `BANS`
+    /// (see [`Dataplane::sweep_bans`]); under the agent's lock, like every
+    /// generation switch.
+    pub fn sweep_bans(&mut self) {
+        match self.dataplane.sweep_bans(inspect::monotonic_ns()) {
+            Ok(_) => self.sweep_error = None,
+            Err(e) => {
+                let e = format!("{e:#}");
+                if self.sweep_error.as_ref() != Some(&e) {
+                    eprintln!("error: sweeping bans: {e}");
+                }
+                self.sweep_error = Some(e);
+            }
+        }
     }
 
     /// Re-reads every source; applies only if all of it is valid.
@@ -361,6 +384,7 @@ pub fn run(mut config: Config) -> Result<()> {
         last_reload: 0.0,
         sequence: state.sequence,
     };
+    let inspector = Arc::new(Inspector::new(dp.bans_handle()?, Some(dp.config_handle()?)));
     let mut agent = Agent {
         config: config.clone(),
         dataplane: dp,
@@ -374,6 +398,8 @@ pub fn run(mut config: Config) -> Result<()> {
         audit,
         metrics,
         last_error: None,
+        inspector: inspector.clone(),
+        sweep_error: None,
     };
     if config.api.is_some() {
         let (store, torn) = crate::orders::store::OrderStore::open(&config.state_dir.join("orders.journal"))?;
@@ -393,6 +419,7 @@ pub fn run(mut config: Config) -> Result<()> {
         attached.push(json!({ "interface": iface, "mode": mode, "slot": slot, "took_over": a.adopted }));
     }
     agent.audit.append(&actor, "attach", json!({ "interfaces": attached }))?;
+    let sig_events = agent.dataplane.take_sig_events()?;
     let shared: Shared = Arc::new(Mutex::new(agent));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -408,6 +435,18 @@ pub fn run(mut config: Config) -> Result<()> {
             .with_context(|| format!("binding the metrics address {metrics_addr}"))?;
         eprintln!("metrics on http://{metrics_addr}/metrics, status on http://{metrics_addr}/status");
         tokio::spawn(maintain(shared.clone()));
+        match sig_events {
+            Some(ring) => {
+                let agent = shared.clone();
+                let set_flag: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                    if let Err(e) = agent.lock().expect("agent lock").dataplane.set_bans_flag() {
+                        eprintln!("error: setting CONFIG bans after a ban: {e:#}");
+                    }
+                });
+                tokio::spawn(inspect::read_events(inspector, ring, set_flag));
+            }
+            None => eprintln!("warning: the XDP program has no {} ring buffer: no deep inspection", filter_common::maps::names::SIG_EVENTS),
+        }
         if let Some(api) = config.api.clone() {
             let wake = std::sync::Arc::new(tokio::sync::Notify::new());
             let (applied_tx, applied) = tokio::sync::watch::channel(0u64);
@@ -454,8 +493,8 @@ pub fn run(mut config: Config) -> Result<()> {
 
 pub type Shared = Arc<Mutex<Agent>>;
 
-/// The once-a-second tick and SIGHUP reloads, off the async threads (a
-/// large rule set takes a second or two to apply).
+/// The once-a-second tick, SIGHUP reloads and the ban sweep, off the async
+/// threads (a large rule set takes a second or two to apply).
 async fn maintain(shared: Shared) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
@@ -473,6 +512,7 @@ async fn maintain(shared: Shared) {
             } else {
                 agent.tick();
             }
+            agent.sweep_bans();
         })
         .await;
     }
