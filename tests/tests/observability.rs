@@ -333,7 +333,14 @@ fn dashboard_and_alerts_against_real_prometheus() {
     let udp = |port: u16| format!("\n[[entry]]\nprotocol = \"udp\"\ndestination_ports = [{port}]\n");
     std::fs::write(h.rules_dir().join("attack.toml"), order("OBS-ATTACK-1", "attack", "drop", 24 * 30, &udp(7302))).unwrap();
     std::fs::write(h.rules_dir().join("trial.toml"), order("OBS-TRIAL-1", "operator", "dry-run", 12, &udp(7303))).unwrap();
-    h.write_config("");
+    // A signature that counts the allowed flow (alert: it passes), so the
+    // signature panels have series.
+    let pack = h.dir.0.join("obs.rules");
+    std::fs::write(&pack, "alert udp $EXTERNAL_NET any -> $HOME_NET 7301 (msg:\"OBS flow marker\"; content:\"edgefilter flow\"; sid:9100001;)\n").unwrap();
+    h.write_config(&format!(
+        "[signatures]\npacks = [\"{}\"]\n[signatures.vars]\nHOME_NET = \"[2001:db8:e2e::2]\"\nEXTERNAL_NET = \"!$HOME_NET\"\n",
+        pack.display()
+    ));
     h.start();
     // Dropped last, so it goes first: Prometheus and its storage.
     let prom = Prometheus::start(&h, &prometheus_bin);
@@ -387,7 +394,13 @@ fn dashboard_and_alerts_against_real_prometheus() {
     // The agent's exposition, with traffic, reloads and a rejected reload
     // counted, is clean by promtool's rules.
     let metrics = h.fetch("/metrics");
-    for family in ["edgefilter_packets_total", "edgefilter_rule_packets_total", "edgefilter_reload_duration_seconds_bucket", "edgefilter_reload_errors_total 1"]
+    for family in [
+        "edgefilter_packets_total",
+        "edgefilter_rule_packets_total",
+        "edgefilter_reload_duration_seconds_bucket",
+        "edgefilter_reload_errors_total 1",
+        "edgefilter_signature_hits_total{action=\"alert\",pack=\"obs\",sid=\"9100001\"}",
+    ]
     {
         assert!(metrics.contains(family), "/metrics lacks {family}:\n{metrics}");
     }
