@@ -70,6 +70,11 @@ pub enum Bench {
     /// pass path, and the rules' load time and memory
     /// (edgefilter-domains-bench).
     Domains,
+    /// Attack-signature stage ns/packet: an HTTP request with 0, 1, 100
+    /// and 1,000 signatures (no match, candidates checked, a Log4Shell
+    /// exploit dropped), a TLS ClientHello and the UDP pass path next to
+    /// the IPv4 pass path (edgefilter-signatures-bench).
+    Signatures,
 }
 
 /// Runs a benchmark; returns its exit code.
@@ -128,6 +133,19 @@ pub fn bench(root: &Path, what: Bench, extra: &[String]) -> Result<i32> {
             "--",
             "--out",
             "bench-results/domains.json",
+            "--markdown",
+            "BENCHMARKS.md",
+        ]),
+        Bench::Signatures => cmd::cargo([
+            "run",
+            "--release",
+            "-p",
+            "filter-agent",
+            "--bin",
+            "edgefilter-signatures-bench",
+            "--",
+            "--out",
+            "bench-results/signatures.json",
             "--markdown",
             "BENCHMARKS.md",
         ]),
