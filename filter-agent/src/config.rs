@@ -49,6 +49,25 @@ struct Raw {
     authority: Vec<RawAuthority>,
     #[serde(default)]
     signatures: Option<RawSignatures>,
+    /// Protected prefix groups: traffic toward them is accounted per group.
+    #[serde(default)]
+    protect: Vec<RawProtect>,
+    /// UDP source ports counted as reflection toward protected prefixes.
+    reflection_ports: Option<Vec<u16>>,
+    /// Sample one packet in this many per CPU for `filter-agent top` (0: off).
+    #[serde(default = "default_sample_every")]
+    sample_every: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProtect {
+    name: String,
+    prefixes: Vec<String>,
+}
+
+fn default_sample_every() -> u32 {
+    0
 }
 
 /// `[signatures]`: attack signature packs and how they are scanned.
@@ -194,6 +213,12 @@ struct RawCapacity {
     signature_transitions: u32,
     #[serde(default = "default_bans")]
     bans: u32,
+    #[serde(default = "default_rl_buckets")]
+    rate_limit_buckets: u32,
+}
+
+fn default_rl_buckets() -> u32 {
+    filter_common::maps::DEFAULT_RL_CAPACITY
 }
 
 fn default_sig_transitions() -> u32 {
@@ -213,6 +238,7 @@ impl Default for RawCapacity {
             flows: default_flows(),
             signature_transitions: default_sig_transitions(),
             bans: default_bans(),
+            rate_limit_buckets: default_rl_buckets(),
         }
     }
 }
@@ -459,6 +485,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         ("capacity.flows", c.flows),
         ("capacity.signature_transitions", c.signature_transitions),
         ("capacity.bans", c.bans),
+        ("capacity.rate_limit_buckets", c.rate_limit_buckets),
     ] {
         if v == 0 {
             errors.push(format!("{name}: must be at least 1"));
@@ -491,6 +518,35 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
             action: sig.action,
         }
     });
+    for (i, g) in raw.protect.iter().enumerate() {
+        if g.name.is_empty() || !g.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            errors.push(format!("protect[{i}].name: `{}` must be letters, digits, - or _", g.name));
+        }
+        if raw.protect[..i].iter().any(|o| o.name == g.name) {
+            errors.push(format!("protect[{i}].name: `{}` used twice", g.name));
+        }
+        if g.prefixes.is_empty() {
+            errors.push(format!("protect[{i}].prefixes: at least one prefix"));
+        }
+        let mut nets = Vec::new();
+        for (j, p) in g.prefixes.iter().enumerate() {
+            match parse_net(p) {
+                Ok(n) => nets.push(n),
+                Err(e) => errors.push(format!("protect[{i}].prefixes[{j}]: {e}")),
+            }
+        }
+        settings.protect.push((g.name.clone(), nets));
+    }
+    if raw.protect.len() > filter_common::maps::MAX_PROTECT_GROUPS as usize {
+        errors.push(format!("protect: {} groups; the data plane accounts {}", raw.protect.len(), filter_common::maps::MAX_PROTECT_GROUPS));
+    }
+    if let Some(ports) = &raw.reflection_ports {
+        settings.reflection_ports = ports.clone();
+    }
+    if let Err(e) = settings.reflect_ports() {
+        errors.push(e);
+    }
+    settings.sample_every = raw.sample_every;
     let mut authorities = Vec::new();
     for (i, a) in raw.authority.iter().enumerate() {
         match crate::orders::wire::parse_public_key(&a.public_key) {
@@ -562,6 +618,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
             flows: c.flows,
             signature_transitions: c.signature_transitions,
             bans: c.bans,
+            rate_limit_buckets: c.rate_limit_buckets,
         },
         api,
         authorities,

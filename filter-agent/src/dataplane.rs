@@ -45,6 +45,8 @@ pub struct Capacity {
     pub signature_transitions: u32,
     /// Banned sources held at once (`BANS`, LRU).
     pub bans: u32,
+    /// Rate-limit buckets held at once (`RL_STATE`, LRU).
+    pub rate_limit_buckets: u32,
 }
 
 impl Default for Capacity {
@@ -57,6 +59,7 @@ impl Default for Capacity {
             flows: DEFAULT_FLOW_CAPACITY,
             signature_transitions: DEFAULT_SIG_TRANSITIONS,
             bans: DEFAULT_BAN_CAPACITY,
+            rate_limit_buckets: DEFAULT_RL_CAPACITY,
         }
     }
 }
@@ -206,6 +209,7 @@ fn load_object(capacity: Capacity, pins: Option<&Path>, slot: u32) -> Result<Ebp
         .map_max_entries(names::TLS_PENDING, capacity.flows)
         .map_max_entries(names::SIG_DFA, GENERATIONS * capacity.signature_transitions / 2)
         .map_max_entries(names::BANS, capacity.bans)
+        .map_max_entries(names::RL_STATE, capacity.rate_limit_buckets)
         .override_global("IFACE_SLOT", &slot, true);
     for (name, path) in &map_paths {
         loader.map_pin_path(name, path.as_path());
@@ -429,7 +433,8 @@ impl Dataplane {
         let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
         // `bans` set: the kernel may have banned a source since the sweep
         // last looked; the next sweep clears it if `BANS` is empty.
-        config.set(0, ActiveConfig { generation: next, loaded: 1, bans: 1, _pad: 0 }, 0).context("switching generation")?;
+        let current = config.get(&0, 0).unwrap_or_default();
+        config.set(0, ActiveConfig { generation: next, loaded: 1, bans: 1, ..current }, 0).context("switching generation")?;
         self.active = Some(next);
         Ok(next)
     }
@@ -509,6 +514,9 @@ impl Dataplane {
         l4_rules.resize(MAX_L4_RULES as usize, L4Rule::default());
         let rule_keys: Vec<u32> = (0..MAX_L4_RULES).map(|i| g * MAX_L4_RULES + i).collect();
         crate::batch::update(raw_fd(&self.ebpf, names::L4_RULES)?, &rule_keys, &l4_rules).context("writing L4 rules")?;
+        let mut rate_limits = c.rate_limits.clone();
+        rate_limits.resize(MAX_L4_RULES as usize, RateLimit::default());
+        crate::batch::update(raw_fd(&self.ebpf, names::RATE_LIMITS)?, &rule_keys, &rate_limits).context("writing rate limits")?;
         let set_keys: Vec<u32> = (0..c.l4_sets.len() as u32).map(|i| g * MAX_L4_SETS + i).collect();
         crate::batch::update(raw_fd(&self.ebpf, names::L4_SETS)?, &set_keys, &c.l4_sets).context("writing L4 rule sets")?;
         self.write_signatures(c)?;
@@ -623,6 +631,15 @@ impl Dataplane {
         let Some(map) = self.ebpf.map(names::SIG_STATS) else { return Ok(Vec::new()) };
         let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
         (0..stat::LEN).map(|i| Ok((stat::NAMES[i as usize], stats.get(&i, 0)?.iter().sum()))).collect()
+    }
+
+    /// Tests only: the clock the rate limits read (`CONFIG.frozen_ns`;
+    /// 0 gives them the kernel's clock back).
+    pub fn set_frozen_clock(&mut self, ns: u64) -> Result<()> {
+        let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
+        let current = config.get(&0, 0)?;
+        config.set(0, ActiveConfig { frozen_ns: ns, ..current }, 0)?;
+        Ok(())
     }
 
     /// Lifts every ban (`BANS`).
@@ -847,6 +864,7 @@ fn check_pinned_sizes(ebpf: &Ebpf, capacity: Capacity) -> Result<()> {
         (names::TLS_PENDING, capacity.flows, false),
         (names::SIG_DFA, GENERATIONS * capacity.signature_transitions / 2, false),
         (names::BANS, capacity.bans, false),
+        (names::RL_STATE, capacity.rate_limit_buckets, false),
     ] {
         let map = match ebpf.map(name) {
             Some(map) => map,

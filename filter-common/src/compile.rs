@@ -57,6 +57,8 @@ pub struct CompiledGeneration {
     pub entries: Vec<PrefixEntry>,
     /// Slot `i` at `L4_RULES[generation * MAX_L4_RULES + i]`.
     pub l4_rules: Vec<L4Rule>,
+    /// `RATE_LIMITS` of each slot (zero for plain rules).
+    pub rate_limits: Vec<RateLimit>,
     /// Set `i` at `L4_SETS[generation * MAX_L4_SETS + i]`; index 0 is empty.
     pub l4_sets: Vec<L4Set>,
     pub meta: GenerationMeta,
@@ -86,6 +88,8 @@ struct Own {
     /// Signature address groups of the closest covering network a
     /// signature header names (`None`: no such network covers it).
     sig_groups: Option<u32>,
+    /// Protected prefix group plus one (0: none); the most specific wins.
+    protect: u32,
 }
 
 fn lowest(a: u32, b: u32) -> u32 {
@@ -156,6 +160,7 @@ fn merge_same(a: Own, b: Own, sets: &mut Sets) -> Result<Own, String> {
         l4_src: sets.union(a.l4_src, b.l4_src)?,
         l4_dst: sets.union(a.l4_dst, b.l4_dst)?,
         sig_groups: a.sig_groups.or(b.sig_groups),
+        protect: lowest(a.protect, b.protect),
     })
 }
 
@@ -172,6 +177,7 @@ fn inherit(parent: Own, mine: Own, sets: &mut Sets) -> Result<Own, String> {
         l4_src: sets.union(mine.l4_src, parent.l4_src)?,
         l4_dst: sets.union(mine.l4_dst, parent.l4_dst)?,
         sig_groups: mine.sig_groups.or(parent.sig_groups),
+        protect: pick(mine.protect, parent.protect),
     })
 }
 
@@ -252,6 +258,8 @@ impl Entries {
             l4_src_set: o.l4_src,
             l4_dst_set: o.l4_dst,
             sig_groups: o.sig_groups.unwrap_or(self.default_groups),
+            protect: o.protect,
+            _pad: 0,
         };
         // Index 0 ("no prefix") stands for an entry with nothing but the
         // default signature groups; any other entry needs its own index.
@@ -382,6 +390,11 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
     for net in &rules.settings.allow {
         own[family(net)].push((key_bits(net), Own { allow: true, ..Own::default() }));
     }
+    for (group, (_, nets)) in rules.settings.protect.iter().enumerate() {
+        for net in nets {
+            own[family(net)].push((key_bits(net), Own { protect: group as u32 + 1, ..Own::default() }));
+        }
+    }
     for p in &rules.prefixes {
         let mut o = Own::default();
         let slot = |o: &mut Own, src: bool| match (src, p.dry_run) {
@@ -411,11 +424,19 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         dns_ports,
         tls_ports,
         http_ports,
+        generation: generation as u8,
+        reflect_ports: rules.settings.reflect_ports()?,
+        sample_every: rules.settings.sample_every,
+        protect_groups: rules.settings.protect.len() as u32,
         ..GenerationMeta::default()
     };
+    if rules.settings.protect.len() > MAX_PROTECT_GROUPS as usize {
+        return Err(format!("{} protected prefix groups; the data plane counts {MAX_PROTECT_GROUPS}", rules.settings.protect.len()));
+    }
     // L4 scopes: one bitmap per prefix, accumulated, then interned.
     let mut scopes: FastMap<(usize, Prefix), (L4Set, L4Set)> = FastMap::default();
     let mut l4_rules = Vec::with_capacity(rules.l4.len());
+    let mut rate_limits = Vec::with_capacity(rules.l4.len());
     for (slot, r) in rules.l4.iter().enumerate() {
         let bit = |set: &mut L4Set| set.words[slot / 64] |= 1u64 << (slot % 64);
         match &r.source {
@@ -427,6 +448,7 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
             Scope::Nets(nets) => nets.iter().for_each(|n| bit(&mut scopes.entry((family(n), key_bits(n))).or_default().1)),
         }
         l4_rules.push(l4_rule(r));
+        rate_limits.push(r.rate_limit.map(rate_limit).unwrap_or_default());
     }
     let mut scopes: Vec<_> = scopes.into_iter().collect();
     // Deterministic set ids, whatever the hash order.
@@ -459,7 +481,6 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         meta.sig_any_port = signatures.any_port;
         meta.sig_needs_regions = signatures.rules.iter().any(|r| r.flags & SIG_NEEDS_REGIONS != 0) as u8;
         meta.sig_dfa_base = generation * limits.signatures.transitions;
-        meta.generation = generation as u8;
     }
     let [own_v4, own_v6] = own;
     let mut entries = Entries { list: vec![PrefixEntry::default()], index: FastMap::default(), default_groups: signatures.default_groups };
@@ -494,6 +515,7 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         v6,
         entries: entries.list,
         l4_rules,
+        rate_limits,
         l4_sets: sets.sets,
         meta,
         prefixes_v4,
@@ -502,6 +524,33 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         v4_changed,
         signatures,
     })
+}
+
+/// A rate limit in the kernel's terms: nanosecond-scaled caps and the
+/// time an empty bucket takes to fill.
+pub fn rate_limit(spec: crate::rules::ruleset::RateLimitSpec) -> RateLimit {
+    use crate::rules::ruleset::RatePer;
+    let pkt_cap = spec.burst_packets.saturating_mul(RL_SCALE);
+    let bit_cap = spec.burst_bits.saturating_mul(RL_SCALE);
+    let (per, v4, v6) = match spec.per {
+        RatePer::Rule => (RL_PER_RULE, 0, 0),
+        RatePer::Source { v4, v6 } => (RL_PER_SOURCE, v4, v6),
+        RatePer::Destination => (RL_PER_DESTINATION, 0, 0),
+        RatePer::Flow => (RL_PER_FLOW, 0, 0),
+    };
+    RateLimit {
+        pps: spec.pps.unwrap_or(0),
+        bps: spec.bps.unwrap_or(0),
+        pkt_cap,
+        bit_cap,
+        pkt_fill_ns: spec.pps.map_or(0, |r| pkt_cap / r),
+        bit_fill_ns: spec.bps.map_or(0, |r| bit_cap / r),
+        per,
+        src_len_v4: v4,
+        src_len_v6: v6,
+        count_only: spec.count_only as u8,
+        _pad: [0; 4],
+    }
 }
 
 fn l4_rule(r: &crate::rules::L4Slot) -> L4Rule {
@@ -514,6 +563,8 @@ fn l4_rule(r: &crate::rules::L4Slot) -> L4Rule {
         (r.tcp_flags.is_some(), L4_TCP_FLAGS),
         (r.icmp_type.is_some(), L4_ICMP_TYPE),
         (r.icmp_code.is_some(), L4_ICMP_CODE),
+        (r.rate_limit.is_some(), L4_RATE_LIMIT),
+        (r.fragments, L4_FRAGMENTS),
     ] {
         if on {
             flags |= flag;

@@ -13,7 +13,9 @@
 /// Number of rule generations kept in the maps (active + being built).
 pub const GENERATIONS: u32 = 2;
 
+pub mod ddos;
 pub mod sig;
+pub use ddos::*;
 pub use sig::*;
 
 /// L4 rules per generation. Rule `slot` order is evaluation order.
@@ -96,9 +98,11 @@ pub enum Reason {
     Signature = 9,
     /// The source is banned for a while after a signature matched.
     Banned = 10,
+    /// Over the rate of a rate-limit rule.
+    RateLimit = 11,
 }
 
-pub const N_REASONS: u32 = 11;
+pub const N_REASONS: u32 = 12;
 
 impl Reason {
     pub const ALL: [Reason; N_REASONS as usize] = [
@@ -113,6 +117,7 @@ impl Reason {
         Reason::Domain,
         Reason::Signature,
         Reason::Banned,
+        Reason::RateLimit,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -128,6 +133,7 @@ impl Reason {
             Reason::Domain => "domain",
             Reason::Signature => "signature",
             Reason::Banned => "banned",
+            Reason::RateLimit => "rate_limit",
         }
     }
 }
@@ -155,6 +161,10 @@ pub struct ActiveConfig {
     /// sweep finds the map empty).
     pub bans: u32,
     pub _pad: u32,
+    /// Tests only (the agent never sets it): when non-zero, the clock of
+    /// the rate limits, in nanoseconds, instead of the kernel's monotonic
+    /// clock, so a test can replay packets at chosen instants.
+    pub frozen_ns: u64,
 }
 
 /// `GEN_META[generation]`: per-generation settings that are not prefixes.
@@ -207,6 +217,13 @@ pub struct GenerationMeta {
     pub generation: u8,
     /// First `SIG_DFA` slot of this generation.
     pub sig_dfa_base: u32,
+    /// UDP source ports counted as reflection toward protected prefixes
+    /// (0 = unused slot).
+    pub reflect_ports: [u16; MAX_REFLECT_PORTS],
+    /// Sample one packet in this many per CPU (0: no sampling).
+    pub sample_every: u32,
+    /// Protected prefix groups in use (0 skips the accounting).
+    pub protect_groups: u32,
 }
 
 /// Ports per kind in `GenerationMeta`.
@@ -238,6 +255,9 @@ impl Default for GenerationMeta {
             sig_needs_regions: 0,
             generation: 0,
             sig_dfa_base: 0,
+            reflect_ports: [0; MAX_REFLECT_PORTS],
+            sample_every: 0,
+            protect_groups: 0,
         }
     }
 }
@@ -415,6 +435,9 @@ pub struct PrefixEntry {
     pub l4_dst_set: u32,
     /// Signature address groups (`$HOME_NET`...) containing this address.
     pub sig_groups: u32,
+    /// Protected prefix group of this address, plus one (0: none).
+    pub protect: u32,
+    pub _pad: u32,
 }
 
 /// The address is in the management/BGP allowlist.
@@ -495,9 +518,14 @@ pub mod names {
     pub const BANS: &str = "BANS";
     pub const SIG_STATS: &str = "SIG_STATS";
     pub const SIG_EVENTS: &str = "SIG_EVENTS";
+    pub const RATE_LIMITS: &str = "RATE_LIMITS";
+    pub const RL_STATE: &str = "RL_STATE";
+    pub const PROTECT_STATS: &str = "PROTECT_STATS";
+    pub const REFLECT_STATS: &str = "REFLECT_STATS";
+    pub const TRAFFIC_SAMPLES: &str = "TRAFFIC_SAMPLES";
 
     /// Every map, as pinned under `<bpffs>/<instance>/maps/`.
-    pub const ALL_MAPS: [&str; 25] = [
+    pub const ALL_MAPS: [&str; 30] = [
         CONFIG,
         GEN_META,
         V4_TBL24,
@@ -523,5 +551,10 @@ pub mod names {
         BANS,
         SIG_STATS,
         SIG_EVENTS,
+        RATE_LIMITS,
+        RL_STATE,
+        PROTECT_STATS,
+        REFLECT_STATS,
+        TRAFFIC_SAMPLES,
     ];
 }

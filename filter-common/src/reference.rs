@@ -13,6 +13,7 @@ use crate::packet::{parse, Addrs, Fragment, IpPacket, Parsed, IPPROTO_ICMPV6};
 use crate::rules::{L4Slot, RuleSet, Scope};
 
 pub mod names;
+pub mod ratelimit;
 pub mod signatures;
 
 pub use names::{NameOutcome, NameState};
@@ -112,6 +113,13 @@ pub struct Reference<'a> {
     pub names: RefCell<NameState>,
     /// Bans, counters and deep-inspection events of the signature stage.
     pub sigs: RefCell<SigState>,
+    /// Rate-limit buckets (`RL_STATE`).
+    pub buckets: RefCell<ratelimit::Buckets>,
+    /// The clock of the rate limits for the next packet, in nanoseconds
+    /// (the kernel's `CONFIG.frozen_ns` in the tests).
+    pub now_ns: std::cell::Cell<u64>,
+    /// The generation the rules are compiled into (part of bucket keys).
+    pub generation: u8,
     v4: PrefixIndex,
     v6: PrefixIndex,
     allow_v4: PrefixIndex,
@@ -120,7 +128,7 @@ pub struct Reference<'a> {
 
 impl<'a> Reference<'a> {
     pub fn new(rules: &'a RuleSet) -> Self {
-        let mut r = Reference { rules, names: RefCell::new(NameState::default()), sigs: RefCell::new(SigState::default()), v4: PrefixIndex::default(), v6: PrefixIndex::default(), allow_v4: PrefixIndex::default(), allow_v6: PrefixIndex::default() };
+        let mut r = Reference { rules, names: RefCell::new(NameState::default()), sigs: RefCell::new(SigState::default()), buckets: RefCell::new(ratelimit::Buckets::default()), now_ns: std::cell::Cell::new(0), generation: 0, v4: PrefixIndex::default(), v6: PrefixIndex::default(), allow_v4: PrefixIndex::default(), allow_v6: PrefixIndex::default() };
         for (i, p) in rules.prefixes.iter().enumerate() {
             match p.net {
                 IpNet::V4(_) => r.v4.insert(p.net, i),
@@ -206,12 +214,25 @@ impl<'a> Reference<'a> {
                 }
             }
         }
-        for slot in &self.rules.l4 {
-            if l4_matches(slot, &p, src, dst) {
-                hits.push(slot.rule_id);
-                if !slot.dry_run {
-                    return done(true, Reason::L4, slot.rule_id, hits);
+        for (i, slot) in self.rules.l4.iter().enumerate() {
+            if !l4_matches(slot, &p, src, dst) {
+                continue;
+            }
+            if let Some(spec) = slot.rate_limit {
+                let rl = crate::compile::rate_limit(spec);
+                let key = ratelimit::key(&rl, i, self.generation, &p);
+                if ratelimit::conform(&mut self.buckets.borrow_mut(), &rl, key, self.now_ns.get(), frame.len() as u64) {
+                    continue;
                 }
+                hits.push(slot.rule_id);
+                if rl.count_only == 0 && !slot.dry_run {
+                    return done(true, Reason::RateLimit, slot.rule_id, hits);
+                }
+                continue;
+            }
+            hits.push(slot.rule_id);
+            if !slot.dry_run {
+                return done(true, Reason::L4, slot.rule_id, hits);
             }
         }
         if let Some(rule) = signatures::signature_stage(self.rules, &mut self.sigs.borrow_mut(), frame, &p, src, dst, &mut hits) {
@@ -239,6 +260,9 @@ fn l4_matches(slot: &L4Slot, p: &IpPacket, src: IpAddr, dst: IpAddr) -> bool {
         return false;
     }
     if slot.protocol.is_some_and(|proto| proto != p.protocol) {
+        return false;
+    }
+    if slot.fragments && p.fragment == Fragment::None {
         return false;
     }
     if !slot.needs_header() {

@@ -1,10 +1,10 @@
 //! Classification order (see README "How a packet is classified"):
 //! malformed L2/L3 -> ARP/ND -> allowlist -> prefix blocklist (source, then
 //! destination) -> malformed upper headers -> domain names (DNS, TLS SNI,
-//! HTTP Host) -> L4 rules -> attack signatures -> fragment policy ->
+//! HTTP Host) -> L4 rules and rate limits -> attack signatures -> fragment policy ->
 //! default pass. Banned sources are dropped right after the prefix
 //! blocklist.
-use aya_ebpf::{helpers::bpf_loop, maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use filter_common::maps::*;
 
 use crate::maps::*;
@@ -79,6 +79,16 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
     let (src, dst) = lookup(generation, &ip);
     // An address no prefix covers has the default signature groups.
     let empty = PrefixEntry { sig_groups: meta.sig_default_groups, ..PrefixEntry::default() };
+    if meta.protect_groups != 0 {
+        if let Some(d) = dst {
+            if d.protect != 0 {
+                crate::ddos::edgefilter_account(meta, &ip, d.protect - 1, len);
+            }
+        }
+    }
+    if meta.sample_every != 0 {
+        crate::ddos::sample(meta, &ip, len);
+    }
     let src = src.unwrap_or(&empty);
     let dst = dst.unwrap_or(&empty);
     if (src.flags | dst.flags) & PREFIX_ALLOW != 0 {
@@ -111,8 +121,12 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
             _ => {}
         }
     }
-    if meta.l4_rule_count != 0 && l4_drop(generation, meta, src, dst, &ip, len) {
-        return (1, Reason::L4);
+    if meta.l4_rule_count != 0 {
+        match crate::ddos::edgefilter_l4_stage(meta, &ip, (src.l4_src_set as u64) << 32 | dst.l4_dst_set as u64, len) {
+            1 => return (1, Reason::L4),
+            2 => return (1, Reason::RateLimit),
+            _ => {}
+        }
     }
     if meta.sig_rules != 0 && ip.has_l4 && ip.fragment == FRAG_NONE && crate::sig::edgefilter_signature_stage(ctx.ctx, meta, &ip, len, (src.sig_groups as u64) << 32 | dst.sig_groups as u64) != 0 {
         return (1, Reason::Signature);
@@ -195,140 +209,4 @@ fn lookup_v4(generation: u32, addr: u32) -> u32 {
         }
     }
     slot & TBL24_INDEX
-}
-
-#[inline(always)]
-fn l4_set(generation: u32, index: u32) -> Option<&'static L4Set> {
-    if index == 0 || index >= MAX_L4_SETS {
-        return None;
-    }
-    L4_SETS.get(generation * MAX_L4_SETS + index)
-}
-
-/// State of the L4 rule walk, shared with the `bpf_loop` callback.
-#[repr(C)]
-struct L4Walk {
-    candidates: [u64; L4_WORDS],
-    generation: u32,
-    matched: u32,
-    len: u64,
-    protocol: u8,
-    has_l4: u8,
-    non_first: u8,
-    tcp_flags: u8,
-    icmp_type: u8,
-    icmp_code: u8,
-    src_port: u16,
-    dst_port: u16,
-    _pad: [u8; 6],
-}
-
-/// Walks the candidate L4 rules (scope matched by the prefix lookups) in
-/// slot order; returns true on the first enforcing match.
-///
-/// The walk runs under `bpf_loop`, so the verifier checks its body once
-/// instead of once per parse outcome (a plain bounded loop over 256 slots
-/// exceeds the verifier's instruction budget), and it costs one iteration
-/// per candidate rule, not per slot.
-#[inline(always)]
-fn l4_drop(generation: u32, meta: &GenerationMeta, src: &PrefixEntry, dst: &PrefixEntry, ip: &Ip, len: u64) -> bool {
-    let src_set = l4_set(generation, src.l4_src_set);
-    let dst_set = l4_set(generation, dst.l4_dst_set);
-    let mut walk = L4Walk {
-        candidates: [0; L4_WORDS],
-        generation,
-        matched: 0,
-        len,
-        protocol: ip.protocol,
-        has_l4: ip.has_l4 as u8,
-        non_first: (ip.fragment == FRAG_NON_FIRST) as u8,
-        tcp_flags: ip.tcp_flags,
-        icmp_type: ip.icmp_type,
-        icmp_code: ip.icmp_code,
-        src_port: ip.src_port,
-        dst_port: ip.dst_port,
-        _pad: [0; 6],
-    };
-    let mut any = 0;
-    for w in 0..L4_WORDS {
-        let s = meta.l4_any_src[w] | src_set.map_or(0, |s| s.words[w]);
-        let d = meta.l4_any_dst[w] | dst_set.map_or(0, |s| s.words[w]);
-        walk.candidates[w] = s & d;
-        any |= s & d;
-    }
-    if any == 0 {
-        return false;
-    }
-    // SAFETY: the callback only touches `walk`, which outlives the call.
-    unsafe {
-        bpf_loop(
-            MAX_L4_RULES,
-            l4_step as *mut core::ffi::c_void,
-            &mut walk as *mut L4Walk as *mut core::ffi::c_void,
-            0,
-        );
-    }
-    walk.matched != 0
-}
-
-/// One candidate: take the lowest remaining slot, evaluate it. Returns 1 to
-/// stop the loop (no candidates left, or an enforcing rule matched).
-extern "C" fn l4_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
-    // SAFETY: `ctx` is the `L4Walk` passed to bpf_loop.
-    let walk = unsafe { &mut *(ctx as *mut L4Walk) };
-    let mut word = L4_WORDS;
-    for w in 0..L4_WORDS {
-        if walk.candidates[w] != 0 {
-            word = w;
-            break;
-        }
-    }
-    if word >= L4_WORDS {
-        return 1;
-    }
-    let bits = walk.candidates[word];
-    let lowest = bits & bits.wrapping_neg();
-    walk.candidates[word] = bits ^ lowest;
-    let slot = (word as u32) * 64 + (lowest - 1).count_ones();
-    let Some(rule) = L4_RULES.get(walk.generation * MAX_L4_RULES + slot) else { return 0 };
-    if !l4_matches(rule, walk) {
-        return 0;
-    }
-    hit(rule.rule_id, walk.len);
-    if rule.flags & L4_DRY_RUN == 0 {
-        walk.matched = 1;
-        return 1;
-    }
-    0
-}
-
-#[inline(always)]
-fn l4_matches(rule: &L4Rule, ip: &L4Walk) -> bool {
-    if rule.flags & L4_PROTOCOL != 0 && rule.protocol != ip.protocol {
-        return false;
-    }
-    if rule.flags & L4_NEEDS_HEADER == 0 {
-        return true;
-    }
-    if ip.has_l4 == 0 || ip.non_first != 0 {
-        return false;
-    }
-    if rule.flags & L4_PORTS != 0
-        && (ip.src_port < rule.src_port_min
-            || ip.src_port > rule.src_port_max
-            || ip.dst_port < rule.dst_port_min
-            || ip.dst_port > rule.dst_port_max)
-    {
-        return false;
-    }
-    if rule.flags & L4_TCP_FLAGS != 0 && ip.tcp_flags & rule.tcp_flags_mask != rule.tcp_flags_value {
-        return false;
-    }
-    if rule.flags & L4_ICMP_TYPE != 0 && ip.icmp_type != rule.icmp_type {
-        return false;
-    }
-    if rule.flags & L4_ICMP_CODE != 0 && ip.icmp_code != rule.icmp_code {
-        return false;
-    }
-    true
 }

@@ -8,6 +8,7 @@
 #![no_main]
 
 mod classify;
+mod ddos;
 mod l7;
 mod maps;
 mod mem;

@@ -113,3 +113,27 @@ pub static SIG_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 #[map(name = "SIG_SCRATCH")]
 pub static SIG_SCRATCH: PerCpuArray<crate::sig::SigScratch> = PerCpuArray::with_max_entries(1, 0);
+
+// Rate limits and traffic accounting (`filter_common::maps::ddos`).
+#[map(name = "RATE_LIMITS")]
+pub static RATE_LIMITS: Array<RateLimit> = Array::with_max_entries(GENERATIONS * MAX_L4_RULES, 0);
+
+/// Token buckets, shared by the CPUs (LRU: a new key starts full).
+#[map(name = "RL_STATE")]
+pub static RL_STATE: LruHashMap<RlKey, RlState> = LruHashMap::with_max_entries(DEFAULT_RL_CAPACITY, 0);
+
+#[map(name = "PROTECT_STATS")]
+pub static PROTECT_STATS: PerCpuArray<ProtectStats> = PerCpuArray::with_max_entries(MAX_PROTECT_GROUPS, 0);
+
+/// Per protected group and reflection port slot.
+#[map(name = "REFLECT_STATS")]
+pub static REFLECT_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_PROTECT_GROUPS * MAX_REFLECT_PORTS as u32, 0);
+
+#[map(name = "TRAFFIC_SAMPLES")]
+pub static TRAFFIC_SAMPLES: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[map(name = "SAMPLE_COUNTDOWN")]
+pub static SAMPLE_COUNTDOWN: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "L4_SCRATCH")]
+pub static L4_SCRATCH: PerCpuArray<crate::ddos::L4Walk> = PerCpuArray::with_max_entries(1, 0);

@@ -1871,3 +1871,24 @@ mod tests {
         udp_frame(&f, b"x");
     }
 }
+
+/// An IPv4 UDP datagram cut as a fragment: the first one (MF set, the UDP
+/// header present) or a later one (offset 1480, no transport header).
+/// IPv6 flows get an unfragmented UDP datagram.
+pub fn fragment_frame(flow: &Flow, first: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = udp_frame(flow, payload);
+    if flow.src.is_ipv6() || !flow.vlans.is_empty() {
+        return f;
+    }
+    let ip = 14;
+    let field: u16 = if first { 0x2000 } else { 1480 / 8 };
+    f[ip + 6..ip + 8].copy_from_slice(&field.to_be_bytes());
+    f[ip + 10..ip + 12].copy_from_slice(&[0, 0]);
+    let ihl = usize::from(f[ip] & 0x0f) * 4;
+    let mut sum: u32 = f[ip..ip + ihl].chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    f[ip + 10..ip + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f
+}

@@ -123,6 +123,8 @@ pub fn ruleset(rng: &mut SmallRng) -> RuleSet {
             tcp_flags: None,
             icmp_type: None,
             icmp_code: None,
+            rate_limit: None,
+            fragments: false,
         };
         match protocol {
             Some(6) | Some(17) => {

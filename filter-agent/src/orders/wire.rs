@@ -172,6 +172,8 @@ const ENTRY_FIELDS: &[&str] = &[
     "tcp_flags",
     "icmp_type",
     "icmp_code",
+    "rate_limit",
+    "fragments",
     "domains",
     "dns_answer",
 ];
@@ -636,6 +638,27 @@ fn l4_entry(cx: &mut Check, path: &str, e: &Map<String, Value>, proto: &Value) -
     };
     let icmp_type = icmp(cx, "icmp_type");
     let icmp_code = icmp(cx, "icmp_code");
+    // The same table as in an order file (converted, so the rules and the
+    // messages are the order file's).
+    let rate_limit = present(e, "rate_limit").and_then(|v| {
+        let field = format!("{path}.rate_limit");
+        let as_toml = toml::Value::try_from(v).map_err(|e| e.to_string());
+        match as_toml.and_then(|t| filter_common::rules::ruleset::RateLimitSpec::from_toml(&t)) {
+            Ok(spec) => Some(spec),
+            Err(msg) => {
+                cx.err(&field, msg);
+                None
+            }
+        }
+    });
+    let fragments = match present(e, "fragments") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            cx.err(format!("{path}.fragments"), "must be true or false");
+            false
+        }
+    };
     Some(L4Entry {
         protocol: protocol?,
         source: source?,
@@ -645,6 +668,8 @@ fn l4_entry(cx: &mut Check, path: &str, e: &Map<String, Value>, proto: &Value) -
         tcp_flags,
         icmp_type,
         icmp_code,
+        rate_limit,
+        fragments,
     })
 }
 

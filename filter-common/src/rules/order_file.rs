@@ -92,6 +92,10 @@ pub struct L4Entry {
     pub tcp_flags: Option<TcpFlags>,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
+    /// `rate_limit = {...}`: a token bucket instead of a plain drop.
+    pub rate_limit: Option<super::ruleset::RateLimitSpec>,
+    /// `fragments = true`: matches fragments only.
+    pub fragments: bool,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +129,8 @@ struct RawEntry {
     icmp_code: Option<Spanned<i64>>,
     domains: Option<Vec<Spanned<String>>>,
     dns_answer: Option<Spanned<String>>,
+    rate_limit: Option<Spanned<toml::Value>>,
+    fragments: Option<Spanned<bool>>,
 }
 
 /// Collects errors located in one file's text.
@@ -228,8 +234,8 @@ pub fn parse_dns_answer(text: &str) -> Result<DomainAction, String> {
 }
 
 /// The fields of an entry that only L4 rules have.
-pub const L4_ONLY_FIELDS: [&str; 7] =
-    ["source", "destination", "source_ports", "destination_ports", "tcp_flags", "icmp_type", "icmp_code"];
+pub const L4_ONLY_FIELDS: [&str; 9] =
+    ["source", "destination", "source_ports", "destination_ports", "tcp_flags", "icmp_type", "icmp_code", "rate_limit", "fragments"];
 
 /// Patterns of a `domains` list, each once (first kept), or for each bad
 /// one its index and the reason.
@@ -336,7 +342,7 @@ fn entry(cx: &mut Ctx<'_>, raw: &Spanned<RawEntry>) -> Option<Entry> {
     (cx.errors.len() == before).then(|| Entry { line, comment: e.comment.clone(), kind })
 }
 
-fn l4_fields_present(e: &RawEntry) -> [(&'static str, bool); 7] {
+fn l4_fields_present(e: &RawEntry) -> [(&'static str, bool); 9] {
     let present = [
         e.source.is_some(),
         e.destination.is_some(),
@@ -345,6 +351,8 @@ fn l4_fields_present(e: &RawEntry) -> [(&'static str, bool); 7] {
         e.tcp_flags.is_some(),
         e.icmp_type.is_some(),
         e.icmp_code.is_some(),
+        e.rate_limit.is_some(),
+        e.fragments.is_some(),
     ];
     std::array::from_fn(|i| (L4_ONLY_FIELDS[i], present[i]))
 }
@@ -441,7 +449,18 @@ fn l4_entry(cx: &mut Ctx<'_>, e: &RawEntry, proto: &Spanned<toml::Value>) -> L4E
     };
     let icmp_type = icmp(cx, "icmp_type", &e.icmp_type);
     let icmp_code = icmp(cx, "icmp_code", &e.icmp_code);
-    L4Entry { protocol, source, destination, source_ports, destination_ports, tcp_flags, icmp_type, icmp_code }
+    let rate_limit = e.rate_limit.as_ref().and_then(|r| match super::ruleset::RateLimitSpec::from_toml(r.get_ref()) {
+        Ok(spec) => Some(spec),
+        Err(msg) => {
+            cx.err(r, msg);
+            None
+        }
+    });
+    let fragments = e.fragments.as_ref().is_some_and(|f| *f.get_ref());
+    if fragments && (has_ports || e.tcp_flags.is_some() || e.icmp_type.is_some() || e.icmp_code.is_some()) {
+        cx.err(e.fragments.as_ref().unwrap(), "`fragments` matches fragments, which carry no ports, flags or ICMP fields (non-first ones)");
+    }
+    L4Entry { protocol, source, destination, source_ports, destination_ports, tcp_flags, icmp_type, icmp_code, rate_limit, fragments }
 }
 
 fn net(cx: &mut Ctx<'_>, text: &Spanned<String>) -> Option<IpNet> {

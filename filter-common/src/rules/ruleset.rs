@@ -134,6 +134,95 @@ pub struct PrefixRule {
     pub dry_run: bool,
 }
 
+/// What a rate-limit bucket is kept per.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RatePer {
+    /// One bucket for everything the rule matches.
+    Rule,
+    /// Per source address aggregated to these prefix lengths.
+    Source { v4: u8, v6: u8 },
+    /// Per destination address (a protected host).
+    Destination,
+    /// Per source address, protocol and destination port.
+    Flow,
+}
+
+/// `rate_limit = { per = "destination", pps = 10000, ... }` on an L4
+/// entry: a token bucket per `per` key; packets within the rate go on to
+/// the next rules, the excess is dropped (or only counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RateLimitSpec {
+    pub per: RatePer,
+    /// Packets per second; `None`: no packet limit.
+    pub pps: Option<u64>,
+    /// Bits per second (whole frames); `None`: no bit limit.
+    pub bps: Option<u64>,
+    /// Bucket sizes (default: one second at the rate).
+    pub burst_packets: u64,
+    pub burst_bits: u64,
+    /// `action = "count"`: the excess is counted, not dropped.
+    pub count_only: bool,
+}
+
+/// Largest rate or burst accepted: buckets are kept in nanosecond-scaled
+/// 64-bit credit.
+pub const MAX_RATE: u64 = 10_000_000_000;
+
+impl RateLimitSpec {
+    /// Parses the inline table; errors name the key.
+    pub fn from_toml(v: &toml::Value) -> Result<RateLimitSpec, String> {
+        let toml::Value::Table(t) = v else { return Err("rate_limit: expected a table, e.g. { per = \"destination\", pps = 10000 }".into()) };
+        for key in t.keys() {
+            if !["per", "pps", "bps", "burst_packets", "burst_bits", "action", "source_prefix_v4", "source_prefix_v6"].contains(&key.as_str()) {
+                return Err(format!("rate_limit.{key}: unknown key (per, pps, bps, burst_packets, burst_bits, action, source_prefix_v4, source_prefix_v6)"));
+            }
+        }
+        let num = |key: &str| -> Result<Option<u64>, String> {
+            match t.get(key) {
+                None => Ok(None),
+                Some(toml::Value::Integer(n)) if *n > 0 && (*n as u64) <= MAX_RATE => Ok(Some(*n as u64)),
+                Some(other) => Err(format!("rate_limit.{key}: {other} is not a whole number in 1..={MAX_RATE}")),
+            }
+        };
+        let len = |key: &str, max: u8, default: u8| -> Result<u8, String> {
+            match t.get(key) {
+                None => Ok(default),
+                Some(toml::Value::Integer(n)) if (0..=max as i64).contains(n) => Ok(*n as u8),
+                Some(other) => Err(format!("rate_limit.{key}: {other} is not a prefix length 0-{max}")),
+            }
+        };
+        let per = match t.get("per").and_then(|v| v.as_str()) {
+            Some("rule") => RatePer::Rule,
+            Some("source") => RatePer::Source { v4: len("source_prefix_v4", 32, 32)?, v6: len("source_prefix_v6", 128, 64)? },
+            Some("destination") => RatePer::Destination,
+            Some("flow") => RatePer::Flow,
+            Some(other) => return Err(format!("rate_limit.per: `{other}`: use rule, source, destination or flow")),
+            None => return Err("rate_limit.per: missing (rule, source, destination or flow)".into()),
+        };
+        if !matches!(per, RatePer::Source { .. }) && (t.contains_key("source_prefix_v4") || t.contains_key("source_prefix_v6")) {
+            return Err("rate_limit.source_prefix_v4/v6: only with per = \"source\"".into());
+        }
+        let (pps, bps) = (num("pps")?, num("bps")?);
+        if pps.is_none() && bps.is_none() {
+            return Err("rate_limit: give pps, bps or both".into());
+        }
+        let burst_packets = num("burst_packets")?.or(pps).unwrap_or(0);
+        let burst_bits = num("burst_bits")?.or(bps).unwrap_or(0);
+        if t.contains_key("burst_packets") && pps.is_none() {
+            return Err("rate_limit.burst_packets: needs pps".into());
+        }
+        if t.contains_key("burst_bits") && bps.is_none() {
+            return Err("rate_limit.burst_bits: needs bps".into());
+        }
+        let count_only = match t.get("action").and_then(|v| v.as_str()) {
+            None | Some("drop") => false,
+            Some("count") => true,
+            Some(other) => return Err(format!("rate_limit.action: `{other}`: use drop or count")),
+        };
+        Ok(RateLimitSpec { per, pps, bps, burst_packets, burst_bits, count_only })
+    }
+}
+
 /// One L4 rule slot. Slots are evaluated in order; an order entry with
 /// several port ranges expands into several slots sharing its rule id.
 #[derive(Clone, Debug, PartialEq)]
@@ -149,6 +238,10 @@ pub struct L4Slot {
     pub tcp_flags: Option<TcpFlags>,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
+    /// A rate limit instead of a plain drop.
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Matches fragments only (first and non-first).
+    pub fragments: bool,
 }
 
 impl L4Slot {
@@ -289,6 +382,14 @@ pub struct Settings {
     /// installation, constant while the kernel's `DOMAINS` map lives.
     pub name_seeds: [u64; 2],
     pub signatures: SignatureSettings,
+    /// Protected prefix groups (`[[protect]]`): name and prefixes. Traffic
+    /// toward them is accounted per group for the agent's detection.
+    pub protect: Vec<(String, Vec<IpNet>)>,
+    /// UDP source ports counted as reflection (at most
+    /// `MAX_REFLECT_PORTS`, none 0).
+    pub reflection_ports: Vec<u16>,
+    /// Sample one packet in this many per CPU for `filter-agent top` (0: off).
+    pub sample_every: u32,
 }
 
 impl Default for Settings {
@@ -302,6 +403,9 @@ impl Default for Settings {
             http_ports: vec![80],
             name_seeds: [0; 2],
             signatures: SignatureSettings::default(),
+            protect: Vec::new(),
+            reflection_ports: crate::maps::DEFAULT_REFLECT_PORTS.to_vec(),
+            sample_every: 0,
         }
     }
 }
@@ -340,6 +444,20 @@ impl Settings {
             check_ports(kind, ports)?;
             out[i][..ports.len()].copy_from_slice(ports);
         }
+        Ok(out)
+    }
+
+    /// The reflection ports as the kernel takes them (0 = unused slot).
+    pub fn reflect_ports(&self) -> Result<[u16; crate::maps::MAX_REFLECT_PORTS], String> {
+        let ports = &self.reflection_ports;
+        if ports.len() > crate::maps::MAX_REFLECT_PORTS {
+            return Err(format!("reflection_ports: {} ports; the data plane watches {}", ports.len(), crate::maps::MAX_REFLECT_PORTS));
+        }
+        if ports.contains(&0) {
+            return Err("reflection_ports: port 0 is not a port".into());
+        }
+        let mut out = [0u16; crate::maps::MAX_REFLECT_PORTS];
+        out[..ports.len()].copy_from_slice(ports);
         Ok(out)
     }
 
@@ -479,6 +597,8 @@ impl RuleSet {
                                     tcp_flags: l4.tcp_flags,
                                     icmp_type: l4.icmp_type,
                                     icmp_code: l4.icmp_code,
+                                    rate_limit: l4.rate_limit,
+                                    fragments: l4.fragments,
                                 });
                             }
                         }

@@ -1,0 +1,357 @@
+//! L4 rules with rate limits (token buckets), traffic accounting toward
+//! protected prefixes, and traffic samples. Mirrors
+//! `filter_common::reference` (L4 loop) and `reference::ratelimit`.
+use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_loop};
+use filter_common::maps::*;
+use filter_common::proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+
+use crate::classify::hit;
+use crate::maps::*;
+use crate::mem::{get, put, set};
+use crate::parse::{Ip, FRAG_NONE, FRAG_NON_FIRST};
+
+/// State of the L4 rule walk (in `L4_SCRATCH`, not on the stack).
+#[repr(C)]
+pub struct L4Walk {
+    candidates: [u64; L4_WORDS],
+    src: [u8; 16],
+    dst: [u8; 16],
+    now: u64,
+    len: u64,
+    generation: u32,
+    /// 0 none, 1 drop, 2 over a rate limit.
+    matched: u32,
+    protocol: u8,
+    has_l4: u8,
+    non_first: u8,
+    fragment: u8,
+    tcp_flags: u8,
+    icmp_type: u8,
+    icmp_code: u8,
+    v6: u8,
+    src_port: u16,
+    dst_port: u16,
+    _pad: [u8; 4],
+    key: RlKey,
+    fresh: RlState,
+}
+
+#[inline(always)]
+fn l4_set(generation: u32, index: u32) -> Option<&'static L4Set> {
+    if index == 0 || index >= MAX_L4_SETS {
+        return None;
+    }
+    L4_SETS.get(generation * MAX_L4_SETS + index)
+}
+
+/// The L4 stage as a global BPF function (verified once). `sets`: the L4
+/// set of the source (high half) and of the destination (low half).
+/// Returns 0 (go on), 1 (an L4 rule drops) or 2 (over a rate limit).
+///
+/// Candidate rules (scope matched by the prefix lookups) are walked in
+/// slot order under `bpf_loop`, one iteration per candidate.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn edgefilter_l4_stage(meta: *const GenerationMeta, ip: *const Ip, sets: u64, len: u64) -> u32 {
+    if meta.is_null() || ip.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller's live values.
+    let (meta, ip) = unsafe { (&*meta, &*ip) };
+    let generation = meta.generation as u32 & 1;
+    let Some(w) = L4_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let src_set = l4_set(generation, (sets >> 32) as u32);
+    let dst_set = l4_set(generation, sets as u32);
+    let mut any = 0;
+    let mut i = 0;
+    while i < L4_WORDS {
+        let s = meta.l4_any_src[i] | src_set.map_or(0, |s| s.words[i]);
+        let d = meta.l4_any_dst[i] | dst_set.map_or(0, |s| s.words[i]);
+        // SAFETY: scratch through raw pointers (see `crate::mem`).
+        put(unsafe { core::ptr::addr_of_mut!((*w).candidates[i]) }, s & d);
+        any |= s & d;
+        i += 1;
+    }
+    if any == 0 {
+        return 0;
+    }
+    let frozen = CONFIG.get(0).map_or(0, |c| c.frozen_ns);
+    // SAFETY: helper without arguments.
+    let now = if frozen != 0 { frozen } else { unsafe { bpf_ktime_get_ns() } };
+    set!(w, src, ip.src);
+    set!(w, dst, ip.dst);
+    set!(w, now, now);
+    set!(w, len, len);
+    set!(w, generation, generation);
+    set!(w, matched, 0);
+    set!(w, protocol, ip.protocol);
+    set!(w, has_l4, ip.has_l4 as u8);
+    set!(w, non_first, (ip.fragment == FRAG_NON_FIRST) as u8);
+    set!(w, fragment, (ip.fragment != FRAG_NONE) as u8);
+    set!(w, tcp_flags, ip.tcp_flags);
+    set!(w, icmp_type, ip.icmp_type);
+    set!(w, icmp_code, ip.icmp_code);
+    set!(w, v6, ip.v6 as u8);
+    set!(w, src_port, ip.src_port);
+    set!(w, dst_port, ip.dst_port);
+    // SAFETY: the callback finds its state in the scratch map.
+    unsafe { bpf_loop(MAX_L4_RULES, l4_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
+    // SAFETY: as above.
+    get(unsafe { core::ptr::addr_of!((*w).matched) })
+}
+
+/// One candidate: take the lowest remaining slot, evaluate it. Returns 1 to
+/// stop the loop (no candidates left, or an enforcing rule matched).
+extern "C" fn l4_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: per-CPU scratch, used by this invocation only.
+    let Some(w) = L4_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p }) else { return 1 };
+    let mut word = L4_WORDS;
+    for i in 0..L4_WORDS {
+        if w.candidates[i] != 0 {
+            word = i;
+            break;
+        }
+    }
+    if word >= L4_WORDS {
+        return 1;
+    }
+    let bits = w.candidates[word];
+    let lowest = bits & bits.wrapping_neg();
+    w.candidates[word] = bits ^ lowest;
+    let slot = (word as u32) * 64 + (lowest - 1).count_ones();
+    let Some(rule) = L4_RULES.get(w.generation * MAX_L4_RULES + slot) else { return 0 };
+    if !l4_matches(rule, w) {
+        return 0;
+    }
+    if rule.flags & L4_RATE_LIMIT != 0 {
+        let Some(rl) = RATE_LIMITS.get(w.generation * MAX_L4_RULES + slot) else { return 0 };
+        if conform(w, rl, slot) {
+            return 0;
+        }
+        hit(rule.rule_id, w.len);
+        if rl.count_only == 0 && rule.flags & L4_DRY_RUN == 0 {
+            w.matched = 2;
+            return 1;
+        }
+        return 0;
+    }
+    hit(rule.rule_id, w.len);
+    if rule.flags & L4_DRY_RUN == 0 {
+        w.matched = 1;
+        return 1;
+    }
+    0
+}
+
+#[inline(always)]
+fn l4_matches(rule: &L4Rule, ip: &L4Walk) -> bool {
+    if rule.flags & L4_PROTOCOL != 0 && rule.protocol != ip.protocol {
+        return false;
+    }
+    if rule.flags & L4_FRAGMENTS != 0 && ip.fragment == 0 {
+        return false;
+    }
+    if rule.flags & L4_NEEDS_HEADER == 0 {
+        return true;
+    }
+    if ip.has_l4 == 0 || ip.non_first != 0 {
+        return false;
+    }
+    if rule.flags & L4_PORTS != 0
+        && (ip.src_port < rule.src_port_min
+            || ip.src_port > rule.src_port_max
+            || ip.dst_port < rule.dst_port_min
+            || ip.dst_port > rule.dst_port_max)
+    {
+        return false;
+    }
+    if rule.flags & L4_TCP_FLAGS != 0 && ip.tcp_flags & rule.tcp_flags_mask != rule.tcp_flags_value {
+        return false;
+    }
+    if rule.flags & L4_ICMP_TYPE != 0 && ip.icmp_type != rule.icmp_type {
+        return false;
+    }
+    if rule.flags & L4_ICMP_CODE != 0 && ip.icmp_code != rule.icmp_code {
+        return false;
+    }
+    true
+}
+
+/// The first `len` bits of `addr`.
+#[inline(always)]
+fn mask(addr: &mut [u8; 16], len: u8) {
+    let mut i = 0;
+    while i < 16 {
+        let bits = (len as i32 - (i as i32) * 8).clamp(0, 8) as u32;
+        addr[i] &= if bits == 0 { 0 } else { (0xffu32 << (8 - bits)) as u8 };
+        i += 1;
+    }
+}
+
+#[inline(always)]
+fn refill(credit: u64, elapsed: u64, rate: u64, cap: u64, fill_ns: u64) -> u64 {
+    if elapsed >= fill_ns {
+        return cap;
+    }
+    let add = elapsed * rate;
+    let sum = credit.wrapping_add(add);
+    let sum = if sum < credit { u64::MAX } else { sum };
+    if sum > cap {
+        cap
+    } else {
+        sum
+    }
+}
+
+/// Refills the packet's bucket to `now` and takes the packet if both
+/// credits allow (`reference::ratelimit::conform`). Buckets are shared by
+/// the CPUs and updated without a lock: two CPUs updating one bucket at
+/// the same instant may each let a packet through that only one should.
+#[inline(always)]
+fn conform(w: &mut L4Walk, rl: &RateLimit, slot: u32) -> bool {
+    let k = &mut w.key;
+    k.addr = [0; 16];
+    k.slot = slot as u16;
+    k.port = 0;
+    k.proto = 0;
+    k.v6 = w.v6;
+    k.generation = w.generation as u8;
+    k._pad = 0;
+    match rl.per {
+        RL_PER_SOURCE => {
+            k.addr = w.src;
+            mask(&mut k.addr, if w.v6 != 0 { rl.src_len_v6 } else { rl.src_len_v4 });
+        }
+        RL_PER_DESTINATION => k.addr = w.dst,
+        RL_PER_FLOW => {
+            k.addr = w.src;
+            k.proto = w.protocol;
+            k.port = if w.has_l4 != 0 && w.non_first == 0 { w.dst_port } else { 0 };
+        }
+        _ => k.v6 = 0,
+    }
+    let (now, len) = (w.now, w.len);
+    let found = RL_STATE.get_ptr_mut(&w.key);
+    let st: &mut RlState = match found {
+        // SAFETY: an LRU value; concurrent CPUs may race (see above).
+        Some(p) => unsafe { &mut *p },
+        None => {
+            w.fresh = RlState { pkt_credit: rl.pkt_cap, bit_credit: rl.bit_cap, last_ns: now };
+            &mut w.fresh
+        }
+    };
+    let elapsed = if now > st.last_ns { now - st.last_ns } else { 0 };
+    if rl.pps != 0 {
+        st.pkt_credit = refill(st.pkt_credit, elapsed, rl.pps, rl.pkt_cap, rl.pkt_fill_ns);
+    }
+    if rl.bps != 0 {
+        st.bit_credit = refill(st.bit_credit, elapsed, rl.bps, rl.bit_cap, rl.bit_fill_ns);
+    }
+    st.last_ns = now;
+    let bits = len * 8 * RL_SCALE;
+    let ok = (rl.pps == 0 || st.pkt_credit >= RL_SCALE) && (rl.bps == 0 || st.bit_credit >= bits);
+    if ok {
+        if rl.pps != 0 {
+            st.pkt_credit -= RL_SCALE;
+        }
+        if rl.bps != 0 {
+            st.bit_credit -= bits;
+        }
+    }
+    if found.is_none() {
+        let _ = RL_STATE.insert(&w.key, &w.fresh, 0);
+    }
+    ok
+}
+
+/// Counts a packet toward protected prefix group `group`.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn edgefilter_account(meta: *const GenerationMeta, ip: *const Ip, group: u32, len: u64) -> u32 {
+    if meta.is_null() || ip.is_null() || group >= MAX_PROTECT_GROUPS {
+        return 0;
+    }
+    // SAFETY: the caller's live values.
+    let (meta, ip) = unsafe { (&*meta, &*ip) };
+    let Some(st) = PROTECT_STATS.get_ptr_mut(group) else { return 0 };
+    // SAFETY: per-CPU slot.
+    let st = unsafe { &mut *st };
+    let class = match ip.protocol {
+        IPPROTO_TCP => 0,
+        IPPROTO_UDP => 1,
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => 2,
+        _ => 3,
+    };
+    st.packets[class] += 1;
+    st.bytes[class] += len;
+    if ip.fragment != FRAG_NONE {
+        st.fragments += 1;
+    }
+    if !ip.has_l4 || ip.fragment == FRAG_NON_FIRST {
+        return 0;
+    }
+    if ip.protocol == IPPROTO_TCP && ip.tcp_flags & 0x12 == 0x02 {
+        st.syn += 1;
+    }
+    if ip.protocol == IPPROTO_UDP {
+        let mut i = 0;
+        while i < MAX_REFLECT_PORTS {
+            let port = meta.reflect_ports[i];
+            if port != 0 && port == ip.src_port {
+                st.reflected += 1;
+                st.reflected_bytes += len;
+                if let Some(c) = REFLECT_STATS.get_ptr_mut(group * MAX_REFLECT_PORTS as u32 + i as u32) {
+                    // SAFETY: per-CPU slot.
+                    unsafe {
+                        (*c).packets += 1;
+                        (*c).bytes += len;
+                    }
+                }
+                break;
+            }
+            i += 1;
+        }
+    }
+    0
+}
+
+/// One packet in `sample_every` (per CPU) goes to `TRAFFIC_SAMPLES` for
+/// `filter-agent top`.
+#[inline(always)]
+pub fn sample(meta: &GenerationMeta, ip: &Ip, len: u64) {
+    let Some(n) = SAMPLE_COUNTDOWN.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot.
+    let left = unsafe { *n };
+    if left > 1 {
+        // SAFETY: as above.
+        unsafe { *n = left - 1 };
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { *n = meta.sample_every };
+    edgefilter_sample(ip, len);
+}
+
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn edgefilter_sample(ip: *const Ip, len: u64) -> u32 {
+    if ip.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller's live value.
+    let ip = unsafe { &*ip };
+    if let Some(mut entry) = TRAFFIC_SAMPLES.reserve::<Sample>(0) {
+        entry.write(Sample {
+            src: ip.src,
+            dst: ip.dst,
+            len: len as u32,
+            src_port: ip.src_port,
+            dst_port: ip.dst_port,
+            proto: ip.protocol,
+            v6: ip.v6 as u8,
+            _pad: [0; 2],
+        });
+        entry.submit(0);
+    }
+    0
+}

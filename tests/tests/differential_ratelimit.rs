@@ -1,0 +1,190 @@
+//! Rate-limit rules of the real XDP program (BPF_PROG_TEST_RUN) against
+//! the reference's token buckets, with controlled time: before each packet
+//! the test sets the program's clock (`CONFIG.frozen_ns`, a test-only
+//! override) and the reference's to the same instant, so both must agree
+//! on every verdict and counter while flows go over and under their rates,
+//! per rule, source prefix, destination and flow, in packets and bits,
+//! with bursts, count-only limits, dry runs and fragment rules.
+//!
+//! Replay a failure with `EDGEFILTER_SEED=<seed>`; `EDGEFILTER_PACKETS`
+//! overrides the number of packets per rule set.
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use aya::programs::{TestRun, TestRunOptions};
+use filter_agent::dataplane::{Capacity, Dataplane};
+use filter_common::maps::Reason;
+use filter_common::reference::Reference;
+use filter_common::rules::order_file::Category;
+use filter_common::rules::ruleset::{RateLimitSpec, RatePer};
+use filter_common::rules::{L4Slot, PortRange, RuleInfo, RuleSet, Scope, Settings};
+use rand::{rngs::SmallRng, seq::IndexedRandom, Rng, SeedableRng};
+
+use edgefilter_tests::counters::Counters;
+use edgefilter_tests::l7gen::{self, Flow};
+
+const RULE_SETS: usize = 6;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+const SOURCES: [&str; 8] = ["198.18.1.1", "198.18.1.2", "198.18.2.7", "198.19.5.5", "2001:db8:1::1", "2001:db8:1::2", "2001:db8:2::9", "2001:db8:1:0:ff::1"];
+const DESTS: [&str; 4] = ["198.19.0.10", "198.19.0.11", "2001:db8:c::10", "2001:db8:c::11"];
+
+fn spec(rng: &mut SmallRng) -> RateLimitSpec {
+    let per = match rng.random_range(0..4) {
+        0 => RatePer::Rule,
+        1 => RatePer::Source { v4: [32, 24, 16][rng.random_range(0..3)], v6: [128, 64, 48][rng.random_range(0..3)] },
+        2 => RatePer::Destination,
+        _ => RatePer::Flow,
+    };
+    let pps = rng.random_bool(0.8).then(|| rng.random_range(2..100));
+    let bps = (pps.is_none() || rng.random_bool(0.3)).then(|| rng.random_range(5_000..200_000));
+    RateLimitSpec {
+        per,
+        pps,
+        bps,
+        burst_packets: pps.map_or(0, |p| if rng.random_bool(0.3) { p } else { rng.random_range(1..10) }),
+        burst_bits: bps.map_or(0, |b| if rng.random_bool(0.3) { b } else { rng.random_range(1_000..20_000) }),
+        count_only: rng.random_bool(0.15),
+    }
+}
+
+fn ruleset(rng: &mut SmallRng) -> RuleSet {
+    let mut rs = RuleSet { settings: Settings::default(), ..RuleSet::default() };
+    for i in 0..rng.random_range(1..8) {
+        let id = i + 1;
+        let dry_run = rng.random_bool(0.1);
+        rs.rules.push(RuleInfo {
+            id,
+            order_id: format!("RL-{id}"),
+            authority: "test".into(),
+            category: Category::Attack,
+            dry_run,
+            file: "gen.toml".into(),
+            line: id as usize,
+            comment: None,
+        });
+        let protocol = [Some(17), Some(6), Some(1), None][rng.random_range(0..4)];
+        let fragments = rng.random_bool(0.15);
+        let ports = |rng: &mut SmallRng| -> Option<PortRange> {
+            rng.random_bool(0.4).then(|| {
+                let a = [53u16, 123, 80, 443, 11211][rng.random_range(0..5)];
+                PortRange { min: a, max: a + rng.random_range(0..3) }
+            })
+        };
+        let l4 = matches!(protocol, Some(6) | Some(17)) && !fragments;
+        let destination = if rng.random_bool(0.3) {
+            Scope::Nets(vec![DESTS.choose(rng).unwrap().parse::<IpAddr>().unwrap().into()])
+        } else {
+            Scope::Any
+        };
+        rs.l4.push(L4Slot {
+            rule_id: id,
+            dry_run,
+            protocol,
+            source: Scope::Any,
+            destination,
+            src_ports: if l4 { ports(rng) } else { None },
+            dst_ports: if l4 { ports(rng) } else { None },
+            tcp_flags: (protocol == Some(6) && !fragments && rng.random_bool(0.3)).then(|| filter_common::rules::ruleset::TcpFlags::parse("syn,!ack").unwrap()),
+            icmp_type: None,
+            icmp_code: None,
+            rate_limit: rng.random_bool(0.8).then(|| spec(rng)),
+            fragments,
+        });
+    }
+    rs
+}
+
+fn frame(rng: &mut SmallRng) -> Vec<u8> {
+    let v6 = rng.random_bool(0.5);
+    let pick = |rng: &mut SmallRng, list: &[&str]| loop {
+        let a: IpAddr = list.choose(rng).unwrap().parse().unwrap();
+        if a.is_ipv6() == v6 {
+            return a;
+        }
+    };
+    let (src, dst) = (pick(rng, &SOURCES), pick(rng, &DESTS));
+    let sport = [53u16, 123, 11211, 40000][rng.random_range(0..4)];
+    let dport = [80u16, 443, 53, 124][rng.random_range(0..4)];
+    let f = Flow::with_addrs(src, dst, dport).with_ports(sport, dport);
+    let payload = vec![b'x'; rng.random_range(0..600)];
+    match rng.random_range(0..10) {
+        0..5 => l7gen::udp_frame(&f, &payload),
+        5..8 => {
+            let flags = if rng.random_bool(0.5) { l7gen::tcp_flags::SYN } else { l7gen::tcp_flags::ACK };
+            l7gen::tcp_frame(&f, 1, flags, &payload)
+        }
+        8 => {
+            // An ICMP echo request (ping), through the generic generator.
+            let mut gen = edgefilter_tests::pktgen::PacketGen::new(SmallRng::seed_from_u64(rng.random()), edgefilter_tests::pktgen::AddrPool::default());
+            gen.frame()
+        }
+        _ => l7gen::fragment_frame(&f, rng.random_bool(0.5), &payload),
+    }
+}
+
+fn run_once(dp: &Dataplane, frame: &[u8]) -> u32 {
+    let mut out = vec![0u8; frame.len() + 256];
+    let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
+    dp.program().unwrap().test_run(opts).expect("BPF_PROG_TEST_RUN").return_value
+}
+
+#[test]
+fn rate_limits_match_reference_with_controlled_time() {
+    let seed = edgefilter_tests::seed();
+    let per_set: usize = std::env::var("EDGEFILTER_PACKETS").ok().and_then(|v| v.parse().ok()).unwrap_or(3_000);
+    eprintln!("rate-limit differential seed {seed} ({RULE_SETS} rule sets x {per_set} packets)");
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut dp = Dataplane::load(Capacity { prefixes_v4: 1_000, prefixes_v6: 1_000, v4_groups: 1, ..Capacity::default() }).expect("load XDP program");
+    let mut outcomes: BTreeMap<(Reason, u32), usize> = BTreeMap::new();
+    // The clock only goes forward, across rule sets too; buckets persist
+    // in the kernel (keys carry the generation and slot), so the
+    // reference's buckets carry over as well.
+    let mut now: u64 = 1_000_000_000;
+    let mut buckets = Default::default();
+    for set in 0..RULE_SETS {
+        let rules = ruleset(&mut rng);
+        let generation = dp.apply_rules(&rules).expect("apply rule set");
+        dp.reset_counters().unwrap();
+        let mut reference = Reference::new(&rules);
+        reference.generation = generation as u8;
+        *reference.buckets.borrow_mut() = std::mem::take(&mut buckets);
+        let mut expected = Counters::default();
+        for i in 0..per_set {
+            // Bursts of back-to-back packets, then pauses.
+            now += match rng.random_range(0..20) {
+                0..14 => rng.random_range(0..100_000),
+                14..19 => rng.random_range(0..5_000_000),
+                _ => rng.random_range(0..1_000_000_000),
+            };
+            dp.set_frozen_clock(now).unwrap();
+            reference.now_ns.set(now);
+            let frame = frame(&mut rng);
+            if frame.len() < 14 {
+                // BPF_PROG_TEST_RUN refuses frames shorter than Ethernet.
+                continue;
+            }
+            let want = reference.classify(&frame);
+            let code = run_once(&dp, &frame);
+            let want_code = if want.drop { XDP_DROP } else { XDP_PASS };
+            assert_eq!(
+                code,
+                want_code,
+                "seed {seed}, rule set {set}, packet {i} at {now} ns: kernel {code} but reference {want:?}\nframe: {}\nrules: {:#?}",
+                hex::encode(&frame),
+                rules.l4
+            );
+            *outcomes.entry((want.reason, code)).or_default() += 1;
+            expected.add(&want, frame.len());
+        }
+        let got = Counters::kernel(&dp, &rules, false);
+        assert_eq!(got, expected, "seed {seed}, rule set {set}: counters differ (kernel, then reference)");
+        buckets = reference.buckets.into_inner();
+    }
+    dp.set_frozen_clock(0).unwrap();
+    eprintln!("outcomes (reason, XDP action): {outcomes:?}");
+    for want in [(Reason::RateLimit, XDP_DROP), (Reason::Pass, XDP_PASS)] {
+        assert!(outcomes.contains_key(&want), "no packet reached {want:?}");
+    }
+}
