@@ -75,10 +75,11 @@ pub static L7_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(l7::LEN, 0
 pub static SCRATCH: PerCpuArray<crate::l7::Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 // Signature stage (`filter_common::maps::sig`). The DFA is mmapable so the
-// agent writes a generation's table with a memcpy; like `V4_TBL24`, each
-// u64 element packs two consecutive u32 slots (low half first).
+// agent writes a generation's table with a memcpy. One transition per u64
+// element (array elements take 8 bytes anyway): the walk reads a slot
+// without picking a half.
 #[map(name = "SIG_DFA")]
-pub static SIG_DFA: Array<u64> = Array::with_max_entries(GENERATIONS * DEFAULT_SIG_TRANSITIONS / 2, BPF_F_MMAPABLE);
+pub static SIG_DFA: Array<u64> = Array::with_max_entries(GENERATIONS * DEFAULT_SIG_TRANSITIONS, BPF_F_MMAPABLE);
 
 #[map(name = "SIG_CLASSES")]
 pub static SIG_CLASSES: Array<[u8; 256]> = Array::with_max_entries(GENERATIONS, 0);

@@ -3,7 +3,7 @@
 //! tests hold the two together.
 //!
 //! The payload's first bytes are copied into per-CPU scratch memory, walked
-//! through the fast-pattern DFA (8 bytes per `bpf_loop` iteration), the
+//! through the fast-pattern DFA (32 bytes per `bpf_loop` iteration), the
 //! candidate rules collected from the reporting states, and then checked by
 //! one `bpf_loop` state machine: each iteration picks a candidate, starts a
 //! content search or compares one byte, so the whole check costs at most
@@ -22,8 +22,10 @@ use crate::mem::{get, opaque, put, set};
 use crate::parse::Ip;
 
 const VIEW_MASK: u32 = SIG_SCAN_MAX - 1;
-/// Bytes walked per `bpf_loop` iteration of the DFA walk.
-const WALK_STRIDE: u32 = 8;
+/// Bytes walked per `bpf_loop` iteration of the DFA walk: the callback's
+/// fixed cost (call, scratch and class-table lookups) is paid once per
+/// stride.
+const WALK_STRIDE: u32 = 64;
 const NONE: u32 = u32::MAX;
 /// Loop bounds: enough for the work they do, by construction.
 const WALK_LOOPS: u32 = SIG_SCAN_MAX / WALK_STRIDE + 1;
@@ -451,9 +453,8 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
             return 1;
         }
         let b = s.view[(pos & VIEW_MASK) as usize];
-        let slot = base + row + classes[b as usize] as u32;
-        let Some(&pair) = SIG_DFA.get(slot >> 1) else { return 1 };
-        let t = if slot & 1 == 0 { pair as u32 } else { (pair >> 32) as u32 };
+        let Some(&t) = SIG_DFA.get(base + row + classes[b as usize] as u32) else { return 1 };
+        let t = t as u32;
         row = t & SIG_STATE_MASK;
         if t & SIG_NEXT_REPORTS != 0 && !record(s, row) {
             s.walk.overflow = 1;

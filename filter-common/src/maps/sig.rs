@@ -36,9 +36,10 @@ pub const MAX_SIG_GROUPS: u32 = 32;
 /// "Any address" instead of a group.
 pub const SIG_GROUP_ANY: u8 = 0xff;
 
-/// Default `SIG_DFA` transitions per generation (4 bytes each): 16k
-/// states of 64 byte classes, the size of about 1,000 patterns.
-pub const DEFAULT_SIG_TRANSITIONS: u32 = 1 << 22;
+/// Default `SIG_DFA` transitions per generation (8 bytes each, 16 MiB):
+/// 16k states of 128 byte classes, or 32k of 64 (1,000 patterns of 20
+/// bytes make about 20k states).
+pub const DEFAULT_SIG_TRANSITIONS: u32 = 1 << 21;
 /// DFA states per generation (`SIG_STATES`).
 pub const MAX_SIG_STATES: u32 = 1 << 17;
 /// `SIG_LIST` slots per generation.
