@@ -31,6 +31,8 @@ const NONE: u32 = u32::MAX;
 const WALK_LOOPS: u32 = SIG_SCAN_MAX / WALK_STRIDE + 1;
 const COLLECT_LOOPS: u32 = SIG_MAX_HITS as u32 * (MAX_SIG_RULES + 1) + 1;
 const EVAL_LOOPS: u32 = SIG_WORK_BUDGET + MAX_SIG_RULES + 2;
+/// Byte comparisons per `bpf_loop` iteration of the rule check.
+const COMPARES_PER_STEP: u32 = 16;
 
 #[repr(C)]
 pub struct SigScratch {
@@ -905,30 +907,55 @@ fn find(s: &mut SigScratch) -> i64 {
     0
 }
 
-/// One byte comparison of the naive search.
+/// Byte comparisons of the naive search: up to `COMPARES_PER_STEP` per
+/// iteration, each one work unit (the budget is per comparison, however
+/// they are grouped). Positions stay in the scratch map between
+/// comparisons: the verifier does not track map memory, so the unrolled
+/// comparisons do not multiply its states.
 #[inline(always)]
 fn compare(s: &mut SigScratch) -> i64 {
-    if s.eval.work == 0 {
-        s.eval.result = R_UNDECIDED;
-        return 1;
-    }
-    s.eval.work -= 1;
     let Some(c) = content(s.eval.generation, s.eval.group_first + s.eval.j) else { return 1 };
-    let (p, k) = (s.eval.p, s.eval.k);
-    let a = s.view[((s.eval.buf_start + p + k) & VIEW_MASK) as usize];
-    let b = c.bytes[(k & 0xff) as usize];
-    let equal = if c.flags & SIG_C_NOCASE != 0 { a.to_ascii_lowercase() == b.to_ascii_lowercase() } else { a == b };
-    if equal {
-        if k + 1 >= c.len as u32 {
-            return searched(s, c, Some(p));
+    let nocase = c.flags & SIG_C_NOCASE != 0;
+    let len = c.len as u32;
+    // 0: go on next iteration, 1: found at `p`, 2: not found, 3: budget spent.
+    let mut outcome = 0u32;
+    let mut n = 0;
+    while n < COMPARES_PER_STEP {
+        if get(&s.eval.work) == 0 {
+            outcome = 3;
+            break;
         }
-        s.eval.k = k + 1;
-        return 0;
+        put(&mut s.eval.work, get(&s.eval.work) - 1);
+        let (p, k) = (get(&s.eval.p), get(&s.eval.k));
+        let a = s.view[((s.eval.buf_start + p + k) & VIEW_MASK) as usize];
+        let b = c.bytes[(k & 0xff) as usize];
+        let equal = if nocase { a.to_ascii_lowercase() == b.to_ascii_lowercase() } else { a == b };
+        if equal {
+            if k + 1 >= len {
+                outcome = 1;
+                break;
+            }
+            put(&mut s.eval.k, k + 1);
+        } else {
+            put(&mut s.eval.k, 0);
+            if p >= s.eval.last {
+                outcome = 2;
+                break;
+            }
+            put(&mut s.eval.p, p + 1);
+        }
+        n += 1;
     }
-    s.eval.k = 0;
-    if p >= s.eval.last {
-        return searched(s, c, None);
+    match outcome {
+        1 => {
+            let p = get(&s.eval.p);
+            searched(s, c, Some(p))
+        }
+        2 => searched(s, c, None),
+        3 => {
+            s.eval.result = R_UNDECIDED;
+            1
+        }
+        _ => 0,
     }
-    s.eval.p = p + 1;
-    0
 }
