@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: network namespaces, seeded
 //! packet and rule-set generators, scratch directories, the agent binary.
 pub mod counters;
+pub mod flood;
 pub mod harness;
 pub mod l7gen;
 pub mod netns;

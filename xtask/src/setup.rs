@@ -28,6 +28,7 @@ pub const PACKAGES: &[&str] = &[
     "openssl",        // s_server / s_client in the domain blocking test
     "curl",           // HTTP client in the domain blocking test
     "python3",        // python3 -m http.server in the domain blocking test
+    "nftables",       // nft: the netdev-ingress drop the DDoS benchmark compares with
 ];
 
 /// The only nightly this project can use (TOOLCHAIN.md).

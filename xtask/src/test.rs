@@ -75,6 +75,11 @@ pub enum Bench {
     /// exploit dropped), a TLS ClientHello and the UDP pass path next to
     /// the IPv4 pass path (edgefilter-signatures-bench).
     Signatures,
+    /// Flood drop rates at a veth (UDP reflection, SYN flood): edgefilter
+    /// with rate-limit rules next to nftables (netdev ingress) and
+    /// xdp-filter, and the pass path's ns/packet with rate-limit rules
+    /// (edgefilter-ddos-bench).
+    Ddos,
 }
 
 /// Runs a benchmark; returns its exit code.
@@ -146,6 +151,19 @@ pub fn bench(root: &Path, what: Bench, extra: &[String]) -> Result<i32> {
             "--",
             "--out",
             "bench-results/signatures.json",
+            "--markdown",
+            "BENCHMARKS.md",
+        ]),
+        Bench::Ddos => cmd::cargo([
+            "run",
+            "--release",
+            "-p",
+            "filter-agent",
+            "--bin",
+            "edgefilter-ddos-bench",
+            "--",
+            "--out",
+            "bench-results/ddos.json",
             "--markdown",
             "BENCHMARKS.md",
         ]),
