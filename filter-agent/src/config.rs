@@ -57,6 +57,33 @@ struct Raw {
     /// Sample one packet in this many per CPU for `filter-agent top` (0: off).
     #[serde(default = "default_sample_every")]
     sample_every: u32,
+    /// Attack detection policies over the protected groups' traffic.
+    #[serde(default)]
+    ddos_policy: Vec<RawPolicy>,
+}
+
+/// `[[ddos_policy]]`: when a protected group's rate stays above a
+/// threshold, the agent installs a mitigation (`crate::ddos`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: String,
+    prefix_group: String,
+    metric: String,
+    threshold: f64,
+    #[serde(default = "default_for_seconds")]
+    for_seconds: u32,
+    #[serde(default = "default_hold_down")]
+    hold_down_seconds: u32,
+    /// An L4 order entry (order-file syntax) without `destination`.
+    mitigation: toml::Table,
+}
+
+fn default_for_seconds() -> u32 {
+    3
+}
+fn default_hold_down() -> u32 {
+    60
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,8 +93,12 @@ struct RawProtect {
     prefixes: Vec<String>,
 }
 
+/// One packet in 1000 per CPU: at 10 Mpps, 10,000 samples a second for
+/// `filter-agent top`; a few nanoseconds per packet.
+pub const DEFAULT_SAMPLE_EVERY: u32 = 1000;
+
 fn default_sample_every() -> u32 {
-    0
+    DEFAULT_SAMPLE_EVERY
 }
 
 /// `[signatures]`: attack signature packs and how they are scanned.
@@ -356,6 +387,8 @@ pub struct Config {
     pub capacity: Capacity,
     pub api: Option<Api>,
     pub authorities: Vec<Authority>,
+    /// Attack detection policies (`[[ddos_policy]]`).
+    pub ddos: Vec<crate::ddos::Policy>,
 }
 
 impl Config {
@@ -547,6 +580,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         errors.push(e);
     }
     settings.sample_every = raw.sample_every;
+    let ddos = ddos_policies(&raw.ddos_policy, &settings.protect, &mut errors);
     let mut authorities = Vec::new();
     for (i, a) in raw.authority.iter().enumerate() {
         match crate::orders::wire::parse_public_key(&a.public_key) {
@@ -622,5 +656,70 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         },
         api,
         authorities,
+        ddos,
     })
+}
+
+/// The `[[ddos_policy]]` tables, each checked with the key path in errors.
+fn ddos_policies(raw: &[RawPolicy], groups: &[(String, Vec<ipnet::IpNet>)], errors: &mut Vec<String>) -> Vec<crate::ddos::Policy> {
+    use crate::ddos::{Metric, Policy};
+    let mut out = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let at = format!("ddos_policy[{i}]");
+        let before = errors.len();
+        if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            errors.push(format!("{at}.name: `{}` must be letters, digits, - or _", p.name));
+        }
+        if raw[..i].iter().any(|o| o.name == p.name) {
+            errors.push(format!("{at}.name: `{}` used twice", p.name));
+        }
+        let metric = Metric::parse(&p.metric).unwrap_or_else(|| {
+            let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+            errors.push(format!("{at}.metric: `{}`: expected one of {}", p.metric, names.join(", ")));
+            Metric::Pps
+        });
+        if !(p.threshold.is_finite() && p.threshold > 0.0) {
+            errors.push(format!("{at}.threshold: {} must be above 0 (packets or bits per second)", p.threshold));
+        }
+        if p.for_seconds == 0 {
+            errors.push(format!("{at}.for_seconds: must be at least 1"));
+        }
+        let group = groups.iter().position(|(name, _)| *name == p.prefix_group);
+        if group.is_none() {
+            let names: Vec<&str> = groups.iter().map(|(n, _)| n.as_str()).collect();
+            errors.push(format!(
+                "{at}.prefix_group: no [[protect]] named `{}` (declared: {})",
+                p.prefix_group,
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ));
+        }
+        let prefixes = group.map_or(&[][..], |g| &groups[g].1[..]);
+        let mitigation = match crate::ddos::parse_mitigation(&p.mitigation, prefixes) {
+            Ok(m) => Some(m),
+            Err(list) => {
+                for (key, msg) in list {
+                    let sep = if key.is_empty() { "" } else { "." };
+                    match msg.split_once(": ") {
+                        // `rate_limit.pps: ...` from the entry parser.
+                        Some((path, rest)) if key.is_empty() && !path.contains(' ') => errors.push(format!("{at}.mitigation.{path}: {rest}")),
+                        _ => errors.push(format!("{at}.mitigation{sep}{key}: {msg}")),
+                    }
+                }
+                None
+            }
+        };
+        if let (Some(group_index), Some(mitigation), true) = (group, mitigation, errors.len() == before) {
+            out.push(Policy {
+                name: p.name.clone(),
+                group: p.prefix_group.clone(),
+                group_index,
+                metric,
+                threshold: p.threshold,
+                for_seconds: p.for_seconds,
+                hold_down_seconds: p.hold_down_seconds,
+                mitigation,
+            });
+        }
+    }
+    out
 }

@@ -431,10 +431,12 @@ impl Dataplane {
             self.write_domains(entries, fingerprint)?;
         }
         let mut config: Array<&mut MapData, ActiveConfig> = Array::try_from(self.map_mut(names::CONFIG)?)?;
-        // `bans` set: the kernel may have banned a source since the sweep
-        // last looked; the next sweep clears it if `BANS` is empty.
+        // `bans` as found: a ban the kernel adds between this read and the
+        // write may lose its flag, which the sweep (every 0.5 s) sets
+        // again; setting it here always would cost every packet a BANS
+        // lookup where no agent sweeps (tests, benchmarks).
         let current = config.get(&0, 0).unwrap_or_default();
-        config.set(0, ActiveConfig { generation: next, loaded: 1, bans: 1, ..current }, 0).context("switching generation")?;
+        config.set(0, ActiveConfig { generation: next, loaded: 1, ..current }, 0).context("switching generation")?;
         self.active = Some(next);
         Ok(next)
     }
@@ -831,6 +833,56 @@ impl Dataplane {
             self.set_bans_flag()?;
         }
         Ok((deleted, left))
+    }
+
+    /// Traffic toward protected prefix groups `0..groups` (`PROTECT_STATS`),
+    /// summed over CPUs; empty if this program has no such map.
+    pub fn protect_totals(&self, groups: usize) -> Result<Vec<ProtectStats>> {
+        let Some(map) = self.ebpf.map(names::PROTECT_STATS) else { return Ok(Vec::new()) };
+        let stats: PerCpuArray<&MapData, ProtectStats> = PerCpuArray::try_from(map)?;
+        (0..groups.min(MAX_PROTECT_GROUPS as usize) as u32)
+            .map(|g| {
+                let mut t = ProtectStats::default();
+                for c in stats.get(&g, 0)?.iter() {
+                    for i in 0..4 {
+                        t.packets[i] += c.packets[i];
+                        t.bytes[i] += c.bytes[i];
+                    }
+                    t.syn += c.syn;
+                    t.fragments += c.fragments;
+                    t.reflected += c.reflected;
+                    t.reflected_bytes += c.reflected_bytes;
+                }
+                Ok(t)
+            })
+            .collect()
+    }
+
+    /// UDP from each reflection port slot toward groups `0..groups`
+    /// (`REFLECT_STATS`), summed over CPUs; empty without the map.
+    pub fn reflect_totals(&self, groups: usize) -> Result<Vec<[Totals; MAX_REFLECT_PORTS]>> {
+        let Some(map) = self.ebpf.map(names::REFLECT_STATS) else { return Ok(Vec::new()) };
+        let stats: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(map)?;
+        (0..groups.min(MAX_PROTECT_GROUPS as usize) as u32)
+            .map(|g| {
+                let mut out = [Totals::default(); MAX_REFLECT_PORTS];
+                for (slot, t) in out.iter_mut().enumerate() {
+                    for c in stats.get(&(g * MAX_REFLECT_PORTS as u32 + slot as u32), 0)?.iter() {
+                        t.packets += c.packets;
+                        t.bytes += c.bytes;
+                    }
+                }
+                Ok(out)
+            })
+            .collect()
+    }
+
+    /// Takes the traffic sample ring buffer (`TRAFFIC_SAMPLES`) out of the
+    /// object for its one reader (`filter-agent top`); `None` if the
+    /// program has none (or it was taken already).
+    pub fn take_traffic_samples(&mut self) -> Result<Option<aya::maps::RingBuf<MapData>>> {
+        let Some(map) = self.ebpf.take_map(names::TRAFFIC_SAMPLES) else { return Ok(None) };
+        Ok(Some(aya::maps::RingBuf::try_from(map)?))
     }
 
     /// Bans in force at `now_ns` (`CLOCK_MONOTONIC`); `None` without a

@@ -41,6 +41,20 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9960")]
         agent: SocketAddr,
     },
+    /// The busiest destinations and sources of the last 10 seconds, by
+    /// packets or bits per second, estimated from the traffic samples of a
+    /// running agent (`sample_every` in agent.toml).
+    Top {
+        /// The agent's metrics/status address.
+        #[arg(long, default_value = "127.0.0.1:9960")]
+        agent: SocketAddr,
+        /// Rank by packets (pps) or bits (bps) per second.
+        #[arg(long, value_enum, default_value = "pps")]
+        by: filter_agent::top::By,
+        /// Rows of each table.
+        #[arg(short = 'n', default_value_t = 10)]
+        n: usize,
+    },
     /// List the loaded orders and whether each is in force, pending or expired.
     Rules {
         #[command(subcommand)]
@@ -235,7 +249,7 @@ fn run_config(a: RunArgs) -> Result<Config> {
         instance: a.instance,
         interfaces: a.interfaces,
         attach_mode: a.mode,
-        settings: settings(&a.settings)?,
+        settings: Settings { sample_every: config::DEFAULT_SAMPLE_EVERY, ..settings(&a.settings)? },
         sources: Sources { order_dirs: vec![rules], feeds: Vec::new(), signatures },
         metrics: a.metrics,
         state_dir: a.state_dir,
@@ -243,6 +257,7 @@ fn run_config(a: RunArgs) -> Result<Config> {
         capacity: Capacity { prefixes_v4: a.capacity_v4, prefixes_v6: a.capacity_v6, v4_groups: a.v4_groups, ..Capacity::default() },
         api: None,
         authorities: Vec::new(),
+        ddos: Vec::new(),
     })
 }
 
@@ -261,6 +276,7 @@ fn main() -> ExitCode {
         Command::Check { config, rules } => return check(&config, &rules),
         Command::Classify(a) => classify_cmd::classify(&a),
         Command::Status { agent } => status(agent),
+        Command::Top { agent, by, n } => filter_agent::top::run(agent, by, n),
         Command::Rules { command: RulesCommand::List { config, rules } } => list(&config, &rules),
         Command::Detach(a) => detach(a),
         Command::Audit { command: AuditCommand::Verify { log, config } } => verify(log, config),

@@ -79,6 +79,50 @@ pub struct DeepCount {
     pub count: u64,
 }
 
+/// Traffic toward a protected prefix group (`[[protect]]`): the kernel's
+/// totals (every packet, whatever its verdict) and the rates of the last
+/// detection interval.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProtectedGroup {
+    pub name: String,
+    /// TCP, UDP, ICMP, other.
+    pub packets: [u64; 4],
+    pub bytes: [u64; 4],
+    pub syn: u64,
+    pub fragments: u64,
+    /// UDP from each reflection port (port, packets, bytes).
+    pub reflection: Vec<(u16, u64, u64)>,
+    /// `None` until the detector has two readings.
+    pub rates: Option<crate::ddos::Rates>,
+}
+
+/// A `[[ddos_policy]]` and its mitigation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Mitigation {
+    pub policy: String,
+    pub prefix_group: String,
+    pub metric: &'static str,
+    pub threshold: f64,
+    pub for_seconds: u32,
+    pub hold_down_seconds: u32,
+    /// The watched rate at the last sample.
+    pub value: f64,
+    pub active: bool,
+    /// Consecutive samples above (idle) or at or below (active) the threshold.
+    pub above: u32,
+    pub below: u32,
+    /// When the mitigation in force started (RFC 3339).
+    pub since: Option<String>,
+    /// The order it installs: `auto:<policy>:<group>`.
+    pub order: String,
+    /// Mitigations started since the agent started.
+    pub started: u64,
+    pub error: Option<String>,
+}
+
+/// Protocol names of `ProtectedGroup::packets` and `bytes`, in order.
+pub const PROTOCOLS: [&str; 4] = ["tcp", "udp", "icmp", "other"];
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Snapshot {
     pub version: &'static str,
@@ -113,6 +157,12 @@ pub struct Snapshot {
     /// Bans in force (`None`: the program has no `BANS` map).
     pub bans: Option<u64>,
     pub deep_inspection: Vec<DeepCount>,
+    /// Protected prefix groups, in config order.
+    pub protected: Vec<ProtectedGroup>,
+    /// Seconds the rates of `protected` cover.
+    pub rates_interval: f64,
+    /// Every `[[ddos_policy]]`, active or not.
+    pub mitigations: Vec<Mitigation>,
 }
 
 pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
@@ -199,6 +249,56 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
     if !rules.settings.allow.is_empty() {
         by_kind.insert(("allowlist", "operator"), rules.settings.allow.len() as u64);
     }
+    let groups = &agent.ddos.groups;
+    let totals = if groups.is_empty() { Vec::new() } else { dp.protect_totals(groups.len())? };
+    let reflected = if groups.is_empty() { Vec::new() } else { dp.reflect_totals(groups.len())? };
+    let ports = agent.config.settings.reflect_ports().unwrap_or_default();
+    let protected = groups
+        .iter()
+        .enumerate()
+        .map(|(g, name)| {
+            let t = totals.get(g).copied().unwrap_or_default();
+            ProtectedGroup {
+                name: name.clone(),
+                packets: t.packets,
+                bytes: t.bytes,
+                syn: t.syn,
+                fragments: t.fragments,
+                reflection: ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| **p != 0)
+                    .map(|(slot, p)| {
+                        let c = reflected.get(g).map(|r| r[slot]).unwrap_or_default();
+                        (*p, c.packets, c.bytes)
+                    })
+                    .collect(),
+                rates: agent.ddos.rates.get(g).copied().flatten(),
+            }
+        })
+        .collect();
+    let mitigations = agent
+        .ddos
+        .policies
+        .iter()
+        .zip(&agent.ddos.states)
+        .map(|(p, st)| Mitigation {
+            policy: p.name.clone(),
+            prefix_group: p.group.clone(),
+            metric: p.metric.name(),
+            threshold: p.threshold,
+            for_seconds: p.for_seconds,
+            hold_down_seconds: p.hold_down_seconds,
+            value: st.value,
+            active: st.active,
+            above: st.above,
+            below: st.below,
+            since: st.since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            order: p.order_id(),
+            started: st.started,
+            error: st.error.clone(),
+        })
+        .collect();
     Ok(Snapshot {
         version: env!("CARGO_PKG_VERSION"),
         instance: agent.config.instance.clone(),
@@ -228,6 +328,9 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
         signature_hits,
         bans: dp.bans_in_force(crate::inspect::monotonic_ns())?,
         deep_inspection: agent.inspector.outcomes().into_iter().map(|(outcome, count)| DeepCount { outcome, count }).collect(),
+        protected,
+        rates_interval: agent.ddos.interval,
+        mitigations,
     })
 }
 
@@ -293,6 +396,7 @@ pub fn render_status(s: &Snapshot) -> String {
             let _ = writeln!(out, "  sid {:<10} {:<16} {:<7} packets {:>10}   deep {:>8}   {}", h.sid, h.pack, h.action, h.packets, h.deep, h.msg);
         }
     }
+    render_protected(&mut out, s);
     let _ = writeln!(out, "\nPackets by decision\n  {:<16} {:<10} {:<6} {:>14} {:>16}", "interface", "reason", "action", "packets", "bytes");
     for r in s.reasons.iter().filter(|r| r.packets > 0) {
         let _ = writeln!(out, "  {:<16} {:<10} {:<6} {:>14} {:>16}", r.interface, r.reason, r.action, r.packets, r.bytes);
@@ -303,6 +407,69 @@ pub fn render_status(s: &Snapshot) -> String {
         let _ = writeln!(out, "  {:<28} {:<11} {:<8} {:>12}", o.order, o.category, mode, o.packets);
     }
     out
+}
+
+/// "Protected prefixes": per group, the rates of the last second; then
+/// every attack policy, mitigating or idle.
+fn render_protected(out: &mut String, s: &Snapshot) {
+    use crate::ddos::si;
+    if s.protected.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nProtected prefixes (traffic toward them per second, whatever the verdict; last {:.1} s)", s.rates_interval);
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
+        "group", "pps", "bit/s", "tcp", "udp", "icmp", "syn", "frags", "reflect", "refl bit/s"
+    );
+    for g in &s.protected {
+        match &g.rates {
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "  {:<16} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
+                    g.name,
+                    si(r.pps),
+                    si(r.bps),
+                    si(r.tcp_pps),
+                    si(r.udp_pps),
+                    si(r.icmp_pps),
+                    si(r.syn_pps),
+                    si(r.fragment_pps),
+                    si(r.reflection_pps),
+                    si(r.reflection_bps)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  {:<16} (measuring)", g.name);
+            }
+        }
+    }
+    if s.mitigations.is_empty() {
+        let _ = writeln!(out, "  no [[ddos_policy]] configured: rates are watched, nothing is mitigated automatically");
+        return;
+    }
+    let active = s.mitigations.iter().filter(|m| m.active).count();
+    let _ = writeln!(out, "\nAttack mitigations ({active} active of {} policies)", s.mitigations.len());
+    let _ = writeln!(out, "  {:<20} {:<16} {:<15} {:>9} {:>9}  state", "policy", "group", "metric", "threshold", "now");
+    for m in &s.mitigations {
+        let state = if m.active {
+            format!(
+                "MITIGATING since {} with order {}{}",
+                m.since.as_deref().unwrap_or("-"),
+                m.order,
+                if m.below > 0 { format!(" (below for {} of {} s)", m.below, m.hold_down_seconds.max(1)) } else { String::new() }
+            )
+        } else if m.above > 0 {
+            format!("above for {} of {} s", m.above, m.for_seconds)
+        } else {
+            "idle".to_string()
+        };
+        let _ = writeln!(out, "  {:<20} {:<16} {:<15} {:>9} {:>9}  {state}", m.policy, m.prefix_group, m.metric, si(m.threshold), si(m.value));
+        if let Some(e) = &m.error {
+            let _ = writeln!(out, "  {:<20} LAST ERROR: {e}", "");
+        }
+    }
 }
 
 /// Prometheus text exposition, built with the `prometheus` crate. Packet
@@ -339,6 +506,40 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     let generation = IntGauge::new("edgefilter_ruleset_generation", "Sequence number of the rule set in force (increments at every apply).")?;
     let last = Gauge::new("edgefilter_ruleset_last_reload_timestamp_seconds", "When the rule set in force was applied.")?;
     let last_ok = IntGauge::new("edgefilter_ruleset_last_reload_success", "1 if the last reload attempt was applied, 0 if rejected.")?;
+    let prot_packets = counter(
+        "edgefilter_protected_packets_total",
+        "Packets toward each protected prefix group by protocol, whatever their verdict (attack detection's input).",
+        &["prefix_group", "protocol"],
+    )?;
+    let prot_bytes = counter("edgefilter_protected_bytes_total", "Bytes toward each protected prefix group by protocol, whatever their verdict.", &["prefix_group", "protocol"])?;
+    let prot_syn = counter("edgefilter_protected_syn_total", "TCP SYN (without ACK) toward each protected prefix group.", &["prefix_group"])?;
+    let prot_frag = counter("edgefilter_protected_fragments_total", "IP fragments toward each protected prefix group.", &["prefix_group"])?;
+    let reflection = counter(
+        "edgefilter_reflection_packets_total",
+        "UDP packets from a reflection source port toward each protected prefix group, by port.",
+        &["prefix_group", "port"],
+    )?;
+    let mitigations = counter("edgefilter_mitigations_total", "Attack mitigations started per policy (since the agent started).", &["policy"])?;
+    let attack = gauge("edgefilter_attack_active", "1 while a policy's attack mitigation is in force for its prefix group, else 0.", &["policy", "prefix_group"])?;
+    for c in [&prot_packets, &prot_bytes, &prot_syn, &prot_frag, &reflection, &mitigations] {
+        registry.register(Box::new(c.clone()))?;
+    }
+    registry.register(Box::new(attack.clone()))?;
+    for g in &s.protected {
+        for (i, proto) in PROTOCOLS.iter().enumerate() {
+            prot_packets.with_label_values(&[g.name.as_str(), proto]).inc_by(g.packets[i]);
+            prot_bytes.with_label_values(&[g.name.as_str(), proto]).inc_by(g.bytes[i]);
+        }
+        prot_syn.with_label_values(&[g.name.as_str()]).inc_by(g.syn);
+        prot_frag.with_label_values(&[g.name.as_str()]).inc_by(g.fragments);
+        for (port, packets, _) in &g.reflection {
+            reflection.with_label_values(&[g.name.as_str(), port.to_string().as_str()]).inc_by(*packets);
+        }
+    }
+    for m in &s.mitigations {
+        mitigations.with_label_values(&[m.policy.as_str()]).inc_by(m.started);
+        attack.with_label_values(&[m.policy.as_str(), m.prefix_group.as_str()]).set(i64::from(m.active));
+    }
     for c in [&packets, &bytes, &rule_packets, &rule_bytes, &l7, &sig_events, &sig_hits, &deep, &deep_hits] {
         registry.register(Box::new(c.clone()))?;
     }
@@ -429,6 +630,9 @@ mod tests {
             signature_hits: Vec::new(),
             bans: None,
             deep_inspection: Vec::new(),
+            protected: Vec::new(),
+            rates_interval: 0.0,
+            mitigations: Vec::new(),
         }
     }
 
@@ -477,6 +681,88 @@ mod tests {
         let text = render_status(&snapshot());
         assert!(!text.contains("Signatures"), "{text}");
         assert!(!render_metrics(&snapshot(), &metrics()).unwrap().contains("edgefilter_bans"));
+    }
+
+    #[test]
+    fn protected_prefixes_and_mitigations_are_reported() {
+        let mut s = snapshot();
+        let rates = crate::ddos::Rates { pps: 52_100.0, bps: 41_600_000.0, udp_pps: 52_000.0, tcp_pps: 100.0, reflection_pps: 51_900.0, ..Default::default() };
+        s.protected = vec![
+            ProtectedGroup {
+                name: "customers".into(),
+                packets: [10, 5_000_000, 3, 0],
+                bytes: [1000, 400_000_000, 300, 0],
+                syn: 4,
+                fragments: 0,
+                reflection: vec![(53, 7, 700), (123, 4_900_000, 390_000_000)],
+                rates: Some(rates),
+            },
+            ProtectedGroup { name: "hosting".into(), packets: [0; 4], bytes: [0; 4], syn: 0, fragments: 0, reflection: vec![(123, 0, 0)], rates: None },
+        ];
+        s.rates_interval = 1.0;
+        s.mitigations = vec![
+            Mitigation {
+                policy: "ntp-reflection".into(),
+                prefix_group: "customers".into(),
+                metric: "reflection_pps",
+                threshold: 50_000.0,
+                for_seconds: 3,
+                hold_down_seconds: 60,
+                value: 51_900.0,
+                active: true,
+                above: 0,
+                below: 0,
+                since: Some("2026-03-01T03:00:00Z".into()),
+                order: "auto:ntp-reflection:customers".into(),
+                started: 2,
+                error: None,
+            },
+            Mitigation {
+                policy: "syn-flood".into(),
+                prefix_group: "hosting".into(),
+                metric: "syn_pps",
+                threshold: 100_000.0,
+                for_seconds: 3,
+                hold_down_seconds: 60,
+                value: 0.0,
+                active: false,
+                above: 0,
+                below: 0,
+                since: None,
+                order: "auto:syn-flood:hosting".into(),
+                started: 0,
+                error: None,
+            },
+        ];
+        let text = render_status(&s);
+        assert!(text.contains("\nProtected prefixes (traffic toward them per second, whatever the verdict; last 1.0 s)\n"), "{text}");
+        assert!(text.contains("  customers           52.1k     41.6M      100    52.0k        0        0        0     51.9k          0\n"), "{text}");
+        assert!(text.contains("  hosting          (measuring)\n"), "{text}");
+        assert!(text.contains("\nAttack mitigations (1 active of 2 policies)\n"), "{text}");
+        assert!(
+            text.contains("  ntp-reflection       customers        reflection_pps      50.0k     51.9k  MITIGATING since 2026-03-01T03:00:00Z with order auto:ntp-reflection:customers\n"),
+            "{text}"
+        );
+        assert!(text.contains("  syn-flood            hosting          syn_pps              100k         0  idle\n"), "{text}");
+
+        let text = render_metrics(&s, &metrics()).unwrap();
+        for line in [
+            "edgefilter_attack_active{policy=\"ntp-reflection\",prefix_group=\"customers\"} 1",
+            "edgefilter_attack_active{policy=\"syn-flood\",prefix_group=\"hosting\"} 0",
+            "edgefilter_mitigations_total{policy=\"ntp-reflection\"} 2",
+            "edgefilter_mitigations_total{policy=\"syn-flood\"} 0",
+            "edgefilter_protected_packets_total{prefix_group=\"customers\",protocol=\"udp\"} 5000000",
+            "edgefilter_protected_packets_total{prefix_group=\"hosting\",protocol=\"other\"} 0",
+            "edgefilter_protected_bytes_total{prefix_group=\"customers\",protocol=\"tcp\"} 1000",
+            "edgefilter_protected_syn_total{prefix_group=\"customers\"} 4",
+            "edgefilter_protected_fragments_total{prefix_group=\"hosting\"} 0",
+            "edgefilter_reflection_packets_total{port=\"123\",prefix_group=\"customers\"} 4900000",
+            "edgefilter_reflection_packets_total{port=\"123\",prefix_group=\"hosting\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // Without groups: no section.
+        assert!(!render_status(&snapshot()).contains("Protected prefixes"));
     }
 
     #[test]

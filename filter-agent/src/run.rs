@@ -4,7 +4,10 @@
 //! `expires` within a second, and writes every change to the audit log.
 //! Stopping the agent leaves filtering in force (`filter-agent detach`
 //! removes it). Alongside: deep inspection of the signature stage's
-//! events (`crate::inspect`) and, every tick, the sweep of lapsed bans.
+//! events (`crate::inspect`) and, every tick, the sweep of lapsed bans;
+//! once a second, attack detection over the protected prefix groups
+//! (`crate::ddos`), whose mitigations are orders applied like the others;
+//! and the traffic samples behind `/top.json` (`crate::top`).
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -43,6 +46,12 @@ pub struct Agent {
     pub file_orders: Vec<Order>,
     /// Orders pushed through the API, applied and not revoked.
     pub api_orders: Vec<Order>,
+    /// Attack mitigations the agent installed (`auto:<policy>:<group>`),
+    /// in force until the attack subsides. Not persisted: a restarted
+    /// agent starts without them.
+    pub auto_orders: Vec<Order>,
+    /// Per-group rates and each `[[ddos_policy]]`'s state.
+    pub ddos: crate::ddos::Detector,
     /// The journal of pushed orders (when the API is configured). Locked
     /// on its own, after the agent if both are needed, so pushes are
     /// journaled while a rule set is being applied.
@@ -101,7 +110,7 @@ impl Agent {
     fn apply(&mut self, new_files: Option<Vec<Order>>, action: &str, actor: &str, mut details: serde_json::Value, started: Instant) -> Result<()> {
         let now = Utc::now();
         let files = new_files.as_ref().unwrap_or(&self.file_orders);
-        let orders = || files.iter().chain(&self.api_orders);
+        let orders = || files.iter().chain(&self.api_orders).chain(&self.auto_orders);
         let fresh = self.state.assign_rule_ids(orders())?;
         let state = &self.state;
         let mut rules = RuleSet::build_with(self.config.settings.clone(), orders(), now, |o, i| {
@@ -210,7 +219,140 @@ impl Agent {
 
     /// Every order, from files, feeds and the API (in force or not).
     pub fn all_orders(&self) -> impl Iterator<Item = &Order> {
-        self.file_orders.iter().chain(&self.api_orders)
+        self.file_orders.iter().chain(&self.api_orders).chain(&self.auto_orders)
+    }
+
+    /// Once a second: reads the protected groups' counters, updates the
+    /// rates and the policies, and starts or stops mitigations.
+    pub fn detect(&mut self) {
+        let groups = self.ddos.groups.len();
+        if groups == 0 {
+            return;
+        }
+        let totals = match self.dataplane.protect_totals(groups) {
+            Ok(t) if t.len() == groups => t,
+            Ok(_) => return,
+            Err(e) => {
+                eprintln!("error: reading {}: {e:#}", filter_common::maps::names::PROTECT_STATS);
+                return;
+            }
+        };
+        for (i, t) in self.ddos.observe(Instant::now(), totals) {
+            match t {
+                crate::ddos::Transition::Start => self.start_mitigation(i),
+                crate::ddos::Transition::Stop => self.stop_mitigation(i),
+            }
+        }
+    }
+
+    /// What the audit log records of policy `i` now.
+    fn mitigation_details(&self, i: usize) -> serde_json::Value {
+        let (p, st) = (&self.ddos.policies[i], &self.ddos.states[i]);
+        json!({
+            "policy": p.name,
+            "prefix_group": p.group,
+            "metric": p.metric.name(),
+            "value": (st.value * 10.0).round() / 10.0,
+            "threshold": p.threshold,
+            "for_seconds": p.for_seconds,
+            "hold_down_seconds": p.hold_down_seconds,
+            "order": p.order_id(),
+        })
+    }
+
+    /// Puts policy `i`'s mitigation in force (its state is active already).
+    fn start_mitigation(&mut self, i: usize) {
+        let now = Utc::now();
+        let policy = self.ddos.policies[i].clone();
+        let value = self.ddos.states[i].value;
+        let order = policy.order(now, value);
+        let details = self.mitigation_details(i);
+        eprintln!(
+            "attack: {} of prefix group {} at {} > {} for {} s: installing mitigation {} (policy {})",
+            policy.metric.name(),
+            policy.group,
+            crate::ddos::si(value),
+            policy.threshold,
+            policy.for_seconds,
+            order.id,
+            policy.name
+        );
+        // A mitigation is not a reload: a rejected reload stays reported.
+        let reload_error = self.last_error.clone();
+        let result = if self.file_orders.iter().chain(&self.api_orders).any(|o| o.id == order.id) {
+            Err(anyhow::anyhow!("an order with id {} exists already", order.id))
+        } else {
+            self.auto_orders.retain(|o| o.id != order.id);
+            self.auto_orders.push(order);
+            self.apply(None, "mitigation-start", AGENT, details.clone(), Instant::now())
+        };
+        self.last_error = reload_error;
+        let st = &mut self.ddos.states[i];
+        match result {
+            Ok(()) => {
+                st.started += 1;
+                st.since = Some(now);
+                st.error = None;
+            }
+            Err(e) => {
+                // Not in force: the policy starts over (for_seconds again).
+                self.auto_orders.retain(|o| o.id != policy.order_id());
+                st.active = false;
+                st.since = None;
+                let e = format!("{e:#}");
+                let again = st.error.as_ref() == Some(&e);
+                st.error = Some(e.clone());
+                if !again {
+                    eprintln!("error: mitigation {} could not be applied (tried again while the attack lasts): {e}", policy.order_id());
+                    let mut details = details;
+                    details["error"] = json!(e);
+                    if let Err(e) = self.audit.append(AGENT, "mitigation-failed", details) {
+                        eprintln!("error: audit log: {e:#}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Withdraws policy `i`'s mitigation (its state is idle already).
+    fn stop_mitigation(&mut self, i: usize) {
+        let policy = self.ddos.policies[i].clone();
+        let mut details = self.mitigation_details(i);
+        let st = &self.ddos.states[i];
+        details["peak"] = json!(st.peak.round());
+        if let Some(since) = st.since {
+            details["seconds"] = json!((Utc::now() - since).num_milliseconds() as f64 / 1000.0);
+        }
+        let id = policy.order_id();
+        let Some(pos) = self.auto_orders.iter().position(|o| o.id == id) else { return };
+        let order = self.auto_orders.remove(pos);
+        eprintln!(
+            "attack over: {} of prefix group {} at or below {} for {} s: mitigation {} withdrawn",
+            policy.metric.name(),
+            policy.group,
+            policy.threshold,
+            policy.hold_down_seconds.max(1),
+            id
+        );
+        let reload_error = self.last_error.clone();
+        let result = self.apply(None, "mitigation-stop", AGENT, details, Instant::now());
+        self.last_error = reload_error;
+        match result {
+            Ok(()) => {
+                let st = &mut self.ddos.states[i];
+                st.since = None;
+                st.error = None;
+            }
+            Err(e) => {
+                // Still in force: try again at the next sample.
+                self.auto_orders.push(order);
+                let st = &mut self.ddos.states[i];
+                st.active = true;
+                st.below = policy.hold_down_seconds;
+                eprintln!("error: withdrawing mitigation {id}: {e:#}");
+                st.error = Some(format!("{e:#}"));
+            }
+        }
     }
 
     /// The journal's live orders, as rules (at start). Each was valid when
@@ -312,6 +454,13 @@ impl Agent {
                     "revoked": s.revoked, "order": if only.is_some() { s.signed.order.clone() } else { serde_json::Value::Null } }));
             }
         }
+        for o in &self.auto_orders {
+            let (packets, bytes) = counts.get(&o.id).copied().unwrap_or_default();
+            if only.is_none_or(|id| id == o.id) {
+                out.push(json!({ "id": o.id, "source": "auto", "authority": o.authority, "category": o.category.name(),
+                    "state": state(o), "effective": o.effective, "expires": null, "entries": o.entries.len(), "packets": packets, "bytes": bytes }));
+            }
+        }
         out
     }
 
@@ -390,6 +539,8 @@ pub fn run(mut config: Config) -> Result<()> {
         dataplane: dp,
         file_orders: Vec::new(),
         api_orders: Vec::new(),
+        auto_orders: Vec::new(),
+        ddos: crate::ddos::Detector::new(config.settings.protect.iter().map(|(name, _)| name.clone()).collect(), config.ddos.clone()),
         journal: None,
         rules: RuleSet::default(),
         in_force: BTreeSet::new(),
@@ -420,6 +571,10 @@ pub fn run(mut config: Config) -> Result<()> {
     }
     agent.audit.append(&actor, "attach", json!({ "interfaces": attached }))?;
     let sig_events = agent.dataplane.take_sig_events()?;
+    let samples = agent.dataplane.take_traffic_samples()?;
+    let top: crate::top::SharedWindow =
+        Arc::new(Mutex::new(crate::top::Window::new(config.settings.sample_every, config.settings.protect.clone(), Instant::now())));
+    let detecting = !config.settings.protect.is_empty();
     let shared: Shared = Arc::new(Mutex::new(agent));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -429,12 +584,22 @@ pub fn run(mut config: Config) -> Result<()> {
             .route("/metrics", get(metrics_handler))
             .route("/status", get(status_text))
             .route("/status.json", get(status_json))
-            .with_state(shared.clone());
+            .with_state(shared.clone())
+            .merge(Router::new().route("/top.json", get(top_json)).with_state(top.clone()));
         let listener = tokio::net::TcpListener::bind(metrics_addr)
             .await
             .with_context(|| format!("binding the metrics address {metrics_addr}"))?;
         eprintln!("metrics on http://{metrics_addr}/metrics, status on http://{metrics_addr}/status");
         tokio::spawn(maintain(shared.clone()));
+        if detecting {
+            tokio::spawn(detect(shared.clone()));
+        }
+        match samples {
+            Some(ring) => {
+                tokio::spawn(crate::top::read_samples(top, ring));
+            }
+            None => eprintln!("warning: the XDP program has no {} ring buffer: `filter-agent top` has no data", filter_common::maps::names::TRAFFIC_SAMPLES),
+        }
         match sig_events {
             Some(ring) => {
                 let agent = shared.clone();
@@ -515,6 +680,29 @@ async fn maintain(shared: Shared) {
             agent.sweep_bans();
         })
         .await;
+    }
+}
+
+/// Attack detection, once a second (off the async threads: a mitigation
+/// is a rule-set apply).
+async fn detect(shared: Shared) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let shared = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.lock().expect("agent lock").detect()).await;
+    }
+}
+
+/// `/top.json?by=pps|bps&n=10`: the busiest destinations and sources of
+/// the last 10 seconds, from the traffic samples.
+async fn top_json(State(top): State<crate::top::SharedWindow>, uri: axum::http::Uri) -> impl IntoResponse {
+    let (by, n) = crate::top::query_args(uri.query());
+    let report = tokio::task::spawn_blocking(move || top.lock().expect("top window lock").report(Instant::now(), by, n)).await;
+    match report {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response(),
     }
 }
 
