@@ -337,8 +337,14 @@ fn dashboard_and_alerts_against_real_prometheus() {
     // signature panels have series.
     let pack = h.dir.0.join("obs.rules");
     std::fs::write(&pack, "alert udp $EXTERNAL_NET any -> $HOME_NET 7301 (msg:\"OBS flow marker\"; content:\"edgefilter flow\"; sid:9100001;)\n").unwrap();
+    // A protected prefix group (the server) and an attack policy that this
+    // traffic never fires: its gauge is exported at 0, the protected-prefix
+    // panels have series.
+    let protect = "[[protect]]\nname = \"customers\"\nprefixes = [\"2001:db8:e2e::/64\"]\n\n[[ddos_policy]]\nname = \"udp-flood\"\n\
+                   prefix_group = \"customers\"\nmetric = \"udp_pps\"\nthreshold = 1000000\n[ddos_policy.mitigation]\nprotocol = \"udp\"\n\
+                   rate_limit = { per = \"destination\", pps = 100000 }\n";
     h.write_config(&format!(
-        "[signatures]\npacks = [\"{}\"]\n[signatures.vars]\nHOME_NET = \"[2001:db8:e2e::2]\"\nEXTERNAL_NET = \"!$HOME_NET\"\n",
+        "{protect}\n[signatures]\npacks = [\"{}\"]\n[signatures.vars]\nHOME_NET = \"[2001:db8:e2e::2]\"\nEXTERNAL_NET = \"!$HOME_NET\"\n",
         pack.display()
     ));
     h.start();
@@ -400,6 +406,9 @@ fn dashboard_and_alerts_against_real_prometheus() {
         "edgefilter_reload_duration_seconds_bucket",
         "edgefilter_reload_errors_total 1",
         "edgefilter_signature_hits_total{action=\"alert\",pack=\"obs\",sid=\"9100001\"}",
+        "edgefilter_attack_active{policy=\"udp-flood\",prefix_group=\"customers\"} 0",
+        "edgefilter_mitigations_total{policy=\"udp-flood\"} 0",
+        "edgefilter_protected_packets_total{prefix_group=\"customers\",protocol=\"udp\"}",
     ]
     {
         assert!(metrics.contains(family), "/metrics lacks {family}:\n{metrics}");
