@@ -28,7 +28,9 @@ const VIEW_MASK: u32 = SIG_SCAN_MAX - 1;
 const WALK_STRIDE: u32 = 64;
 const NONE: u32 = u32::MAX;
 /// Loop bounds: enough for the work they do, by construction.
-const WALK_LOOPS: u32 = SIG_SCAN_MAX / WALK_STRIDE + 1;
+/// The walk: a stride per iteration, and an iteration ends early at each
+/// reporting state (at most one per byte).
+const WALK_LOOPS: u32 = SIG_SCAN_MAX + 1;
 const COLLECT_LOOPS: u32 = SIG_MAX_HITS as u32 * (MAX_SIG_RULES + 1) + 1;
 const EVAL_LOOPS: u32 = SIG_WORK_BUDGET + MAX_SIG_RULES + 2;
 /// Byte comparisons per `bpf_loop` iteration of the rule check.
@@ -448,25 +450,33 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(classes) = SIG_CLASSES.get(s.walk.generation & 1) else { return 1 };
     let (mut row, mut pos, len, base) = (s.walk.row, s.walk.pos, s.walk.len, s.walk.base);
     let mut k = 0;
+    // A reporting state ends the iteration and is recorded once, outside
+    // the unrolled walk (which stays small enough for the i-cache).
+    let mut reported = false;
     while k < WALK_STRIDE {
         if pos >= len {
-            s.walk.row = row;
-            s.walk.pos = pos;
-            return 1;
+            break;
         }
         let b = s.view[(pos & VIEW_MASK) as usize];
         let Some(&t) = SIG_DFA.get(base + row + classes[b as usize] as u32) else { return 1 };
         let t = t as u32;
         row = t & SIG_STATE_MASK;
-        if t & SIG_NEXT_REPORTS != 0 && !record(s, row) {
-            s.walk.overflow = 1;
-            return 1;
-        }
         pos += 1;
         k += 1;
+        if t & SIG_NEXT_REPORTS != 0 {
+            reported = true;
+            break;
+        }
     }
     s.walk.row = row;
     s.walk.pos = pos;
+    if reported && !record(s, row) {
+        s.walk.overflow = 1;
+        return 1;
+    }
+    if pos >= len {
+        return 1;
+    }
     0
 }
 
