@@ -1407,7 +1407,7 @@ fn time_notes(r: &Report) -> Vec<String> {
         if !walk.is_empty() {
             out.push(format!(
                 "DFA walk: the stage adds {} signatures to `http-get` ({}-byte payload, no candidate), about the same whatever the number of \
-                 patterns: the cost is per scanned byte (8 bytes per `bpf_loop` iteration of `walk_step`, a `SIG_CLASSES` and a `SIG_DFA` \
+                 patterns: the cost is per scanned byte (`walk_step` in filter-ebpf/src/sig.rs: a `SIG_CLASSES` and a dependent `SIG_DFA` \
                  lookup per byte), not per pattern.",
                 walk.join(", "),
                 f.frame_len.saturating_sub(66)
@@ -1423,9 +1423,9 @@ fn time_notes(r: &Report) -> Vec<String> {
             .collect();
         out.push(format!(
             "Candidate checks: with the Log4Shell rule alone the exploit costs {:.0} ns, {:.0} ns more than the plain GET with that rule \
-             (collecting the candidate, then searching `${{jndi:ldap` one byte comparison per `bpf_loop` iteration of `eval_step`); with \
-             the bigger sets, where some rules read HTTP buffers so the request's regions are parsed first (one byte per `bpf_loop` \
-             iteration of `region_step`, the whole scanned payload), it costs {}.",
+             (collecting the candidate, then the naive search for `${{jndi:ldap` in `eval_step`); with the bigger sets, where some \
+             rules read HTTP buffers so the request's regions are parsed first (`region_step`, over the whole scanned payload, for \
+             every packet with a candidate), it costs {}.",
             alone.median_ns,
             alone.median_ns - get.median_ns,
             if rest.is_empty() { "-".to_string() } else { rest.join(", ") }
