@@ -1241,7 +1241,7 @@ fn targets(results: &[ScenarioResult]) -> Vec<Target> {
                 name,
                 goal,
                 measured: format!(
-                    "{:.1} ns vs {:.1} ns (medians): {r:.2}x (median of per-run ratios), {:+.1} ns; {}",
+                    "{:.1} ns vs {:.1} ns (medians): {r:.3}x (median of per-run ratios), {:+.1} ns; {}",
                     w.median_ns,
                     o.median_ns,
                     w.delta_vs_no_signatures_ns.unwrap_or(f64::NAN),
