@@ -524,9 +524,8 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
             errors.push(format!("{name}: must be at least 1"));
         }
     }
-    if c.signature_transitions % 1024 != 0 {
-        // Each generation's table is mapped at a page boundary.
-        errors.push("capacity.signature_transitions: must be a multiple of 1024".into());
+    if c.signature_transitions > filter_common::maps::SIG_DFA_SLOTS {
+        errors.push(format!("capacity.signature_transitions: at most {} (one 4 MiB table per generation)", filter_common::maps::SIG_DFA_SLOTS));
     }
     let signatures = raw.signatures.as_ref().map(|sig| {
         use filter_common::maps::{SIG_SCAN_MAX, SIG_SCAN_MIN};

@@ -40,8 +40,8 @@ pub struct Capacity {
     /// TCP connections remembered as blocked by name (`BLOCKED_FLOWS`),
     /// and TLS ClientHellos awaiting their next segment (`TLS_PENDING`).
     pub flows: u32,
-    /// `SIG_DFA` slots per generation (the signature automaton's
-    /// states times its byte classes; 8 bytes each).
+    /// Signature automaton transitions allowed per generation (states
+    /// times byte classes), at most `SIG_DFA_SLOTS` (the map's fixed size).
     pub signature_transitions: u32,
     /// Banned sources held at once (`BANS`, LRU).
     pub bans: u32,
@@ -207,7 +207,6 @@ fn load_object(capacity: Capacity, pins: Option<&Path>, slot: u32) -> Result<Ebp
         .map_max_entries(names::DOMAINS, capacity.domains)
         .map_max_entries(names::BLOCKED_FLOWS, capacity.flows)
         .map_max_entries(names::TLS_PENDING, capacity.flows)
-        .map_max_entries(names::SIG_DFA, GENERATIONS * capacity.signature_transitions)
         .map_max_entries(names::BANS, capacity.bans)
         .map_max_entries(names::RL_STATE, capacity.rate_limit_buckets)
         .override_global("IFACE_SLOT", &slot, true);
@@ -535,14 +534,10 @@ impl Dataplane {
             return Ok(());
         }
         self.written[g as usize].signatures = None;
-        // One transition per u64 element: two u32 slots each, low half first.
-        let per_gen = self.capacity.signature_transitions as usize * 2;
+        // One 4 MiB value per generation.
+        let per_gen = SIG_DFA_SLOTS as usize;
         let mut dfa = Mapped::new(raw_fd(&self.ebpf, names::SIG_DFA)?, g as usize * per_gen, per_gen)?;
-        let slots = dfa.slice_mut();
-        for (i, t) in k.transitions.iter().enumerate() {
-            slots[2 * i] = *t;
-            slots[2 * i + 1] = 0;
-        }
+        dfa.slice_mut()[..k.transitions.len()].copy_from_slice(&k.transitions);
         drop(dfa);
         // SIG_STATES holds u64s: two u32 slots each, low half first.
         let states_u32 = MAX_SIG_STATES as usize * 2;
@@ -919,7 +914,6 @@ fn check_pinned_sizes(ebpf: &Ebpf, capacity: Capacity) -> Result<()> {
         (names::DOMAINS, capacity.domains, false),
         (names::BLOCKED_FLOWS, capacity.flows, false),
         (names::TLS_PENDING, capacity.flows, false),
-        (names::SIG_DFA, GENERATIONS * capacity.signature_transitions, false),
         (names::BANS, capacity.bans, false),
         (names::RL_STATE, capacity.rate_limit_buckets, false),
     ] {

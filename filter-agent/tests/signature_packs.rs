@@ -64,7 +64,7 @@ fn bad_signature_settings_are_refused_with_their_key() {
         ("[signatures]\npacks = [\"x.rules\"]\nscan_bytes = 512\n", "signatures.scan_bytes"),
         ("[signatures]\npacks = [\"x.rules\"]\nhints = [\"\"]\n", "signatures.hints"),
         ("[signatures]\npacks = [\"x.rules\"]\nbogus = 1\n", "bogus"),
-        ("[capacity]\nsignature_transitions = 1000\n", "capacity.signature_transitions"),
+        ("[capacity]\nsignature_transitions = 2000000\n", "capacity.signature_transitions: at most"),
     ] {
         let err = format!("{:#}", config::parse(&config_text(text), &repo()).unwrap_err());
         assert!(err.contains(want), "{text:?}: {err}");

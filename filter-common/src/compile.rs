@@ -480,7 +480,7 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         meta.sig_event_rate = rules.settings.signatures.event_rate;
         meta.sig_any_port = signatures.any_port;
         meta.sig_needs_regions = signatures.rules.iter().any(|r| r.flags & SIG_NEEDS_REGIONS != 0) as u8;
-        meta.sig_dfa_base = generation * limits.signatures.transitions;
+        meta.sig_dfa_base = 0;
     }
     let [own_v4, own_v6] = own;
     let mut entries = Entries { list: vec![PrefixEntry::default()], index: FastMap::default(), default_groups: signatures.default_groups };

@@ -74,12 +74,12 @@ pub static L7_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(l7::LEN, 0
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<crate::l7::Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-// Signature stage (`filter_common::maps::sig`). The DFA is mmapable so the
-// agent writes a generation's table with a memcpy. One transition per u64
-// element (array elements take 8 bytes anyway): the walk reads a slot
-// without picking a half.
+// Signature stage (`filter_common::maps::sig`). The DFA of a generation is
+// one 4 MiB value, looked up once per walk iteration and then indexed
+// directly (a map lookup per byte cost a helper key on the stack and a
+// bounds check each time); mmapable, so the agent writes it with a memcpy.
 #[map(name = "SIG_DFA")]
-pub static SIG_DFA: Array<u64> = Array::with_max_entries(GENERATIONS * DEFAULT_SIG_TRANSITIONS, BPF_F_MMAPABLE);
+pub static SIG_DFA: Array<[u32; SIG_DFA_SLOTS as usize]> = Array::with_max_entries(GENERATIONS, BPF_F_MMAPABLE);
 
 #[map(name = "SIG_CLASSES")]
 pub static SIG_CLASSES: Array<[u8; 256]> = Array::with_max_entries(GENERATIONS, 0);

@@ -448,33 +448,35 @@ fn record(s: &mut SigScratch, row: u32) -> bool {
 extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(s) = scratch() else { return 1 };
     let Some(classes) = SIG_CLASSES.get(s.walk.generation & 1) else { return 1 };
-    let (mut row, mut pos, len, base) = (s.walk.row, s.walk.pos, s.walk.len, s.walk.base);
-    let mut k = 0;
+    let Some(dfa) = SIG_DFA.get(s.walk.generation & 1) else { return 1 };
+    // 64-bit locals: u32 arithmetic would cost zero-extensions per byte.
+    let (mut row, mut pos, len) = (s.walk.row as u64, s.walk.pos as u64, s.walk.len as u64);
+    let mut k = 0u64;
     // A reporting state ends the iteration and is recorded once, outside
     // the unrolled walk (which stays small enough for the i-cache).
     let mut reported = false;
-    while k < WALK_STRIDE {
+    while k < WALK_STRIDE as u64 {
         if pos >= len {
             break;
         }
-        let b = s.view[(pos & VIEW_MASK) as usize];
-        let Some(&t) = SIG_DFA.get(base + row + classes[b as usize] as u32) else { return 1 };
-        let t = t as u32;
-        row = t & SIG_STATE_MASK;
+        let b = s.view[(pos & VIEW_MASK as u64) as usize];
+        let t = dfa[((row + classes[b as usize] as u64) & (SIG_DFA_SLOTS as u64 - 1)) as usize] as u64;
+        row = t & SIG_STATE_MASK as u64;
         pos += 1;
         k += 1;
-        if t & SIG_NEXT_REPORTS != 0 {
+        if t & SIG_NEXT_REPORTS as u64 != 0 {
             reported = true;
             break;
         }
     }
+    let (row, pos) = (row as u32, pos as u32);
     s.walk.row = row;
     s.walk.pos = pos;
     if reported && !record(s, row) {
         s.walk.overflow = 1;
         return 1;
     }
-    if pos >= len {
+    if pos >= s.walk.len {
         return 1;
     }
     0

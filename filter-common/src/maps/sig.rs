@@ -6,7 +6,7 @@
 //!
 //! 1. copies the first `sig_scan_bytes` of the transport payload into
 //!    scratch memory and walks them through the DFA: `SIG_CLASSES` maps a
-//!    byte to its class, `SIG_DFA[sig_dfa_base + row + class]` is the next
+//!    byte to its class, `SIG_DFA[generation][row + class]` is the next
 //!    state's row (states are premultiplied: `row = state * classes`; bit
 //!    31: the next state reports patterns);
 //! 2. for every distinct reporting state (at most [`SIG_MAX_HITS`]),
@@ -36,10 +36,12 @@ pub const MAX_SIG_GROUPS: u32 = 32;
 /// "Any address" instead of a group.
 pub const SIG_GROUP_ANY: u8 = 0xff;
 
-/// Default `SIG_DFA` transitions per generation (8 bytes each, 16 MiB):
-/// 16k states of 128 byte classes, or 32k of 64 (1,000 patterns of 20
-/// bytes make about 20k states).
-pub const DEFAULT_SIG_TRANSITIONS: u32 = 1 << 21;
+/// `SIG_DFA` transitions per generation: one map value of 4 MiB (the
+/// largest a map value may be), which the walk indexes directly, without
+/// a map lookup per byte: 16k states of 64 byte classes (1,000 patterns of
+/// 20 bytes make about 20k states of ~40 classes).
+pub const SIG_DFA_SLOTS: u32 = 1 << 20;
+pub const DEFAULT_SIG_TRANSITIONS: u32 = SIG_DFA_SLOTS;
 /// DFA states per generation (`SIG_STATES`).
 pub const MAX_SIG_STATES: u32 = 1 << 17;
 /// `SIG_LIST` slots per generation.
