@@ -10,6 +10,7 @@ use chrono::Utc;
 use clap::Args;
 use filter_common::maps::{names, Ban, BanKey};
 use filter_common::rules::order_file::EntryKind;
+use filter_agent::inspect::monotonic_ns;
 use filter_common::rules::RuleSet;
 
 #[derive(Args)]
@@ -48,14 +49,6 @@ fn address(k: &BanKey) -> IpAddr {
     } else {
         IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])
     }
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `Ban::expires_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: plain syscall filling `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn open_bans(config: &filter_agent::config::Config) -> Result<aya::maps::HashMap<aya::maps::MapData, BanKey, Ban>> {

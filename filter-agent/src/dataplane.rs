@@ -630,9 +630,15 @@ impl Dataplane {
 
     /// The signature stage's counters (`maps::sig::stat`), summed over CPUs.
     pub fn sig_totals(&self) -> Result<Vec<(&'static str, u64)>> {
-        let Some(map) = self.ebpf.map(names::SIG_STATS) else { return Ok(Vec::new()) };
+        self.named_totals(names::SIG_STATS, &stat::NAMES)
+    }
+
+    /// A per-CPU u64 counter array summed over CPUs, each counter with its
+    /// name (`names[i]` for index `i`); empty if the program lacks the map.
+    fn named_totals(&self, map: &str, names: &[&'static str]) -> Result<Vec<(&'static str, u64)>> {
+        let Some(map) = self.ebpf.map(map) else { return Ok(Vec::new()) };
         let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
-        (0..stat::LEN).map(|i| Ok((stat::NAMES[i as usize], stats.get(&i, 0)?.iter().sum()))).collect()
+        (0..names.len() as u32).map(|i| Ok((names[i as usize], stats.get(&i, 0)?.iter().sum()))).collect()
     }
 
     /// Tests only: the clock the rate limits read (`CONFIG.frozen_ns`;
@@ -657,11 +663,7 @@ impl Dataplane {
     /// The domain stage's event counters (`maps::l7`), summed over CPUs, in
     /// `l7::NAMES` order; empty if this program has no `L7_STATS` map.
     pub fn l7_totals(&self) -> Result<Vec<(&'static str, u64)>> {
-        let Some(map) = self.ebpf.map(names::L7_STATS) else { return Ok(Vec::new()) };
-        let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
-        (0..l7::LEN)
-            .map(|i| Ok((l7::NAMES[i as usize], stats.get(&i, 0)?.iter().sum())))
-            .collect()
+        self.named_totals(names::L7_STATS, &l7::NAMES)
     }
 
     /// Packets and bytes per (counter slot, reason, dropped), summed over

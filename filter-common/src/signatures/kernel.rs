@@ -105,31 +105,6 @@ pub fn port_ranges(spec: &PortSpec) -> Vec<(u16, u16)> {
     out
 }
 
-/// `spec` evaluated for an address whose covering networks (of those the
-/// spec names) are exactly those `covers` says.
-fn eval_spec(spec: &AddrSpec, covers: &dyn Fn(&IpNet) -> bool) -> bool {
-    match spec {
-        AddrSpec::Any => true,
-        AddrSpec::Net(net) => covers(net),
-        AddrSpec::Not(inner) => !eval_spec(inner, covers),
-        AddrSpec::List(items) => {
-            let mut any_positive = false;
-            let mut positive_hit = false;
-            for item in items {
-                if let AddrSpec::Not(_) = item {
-                    if !eval_spec(item, covers) {
-                        return false;
-                    }
-                } else {
-                    any_positive = true;
-                    positive_hit = positive_hit || eval_spec(item, covers);
-                }
-            }
-            !any_positive || positive_hit
-        }
-    }
-}
-
 fn spec_nets(spec: &AddrSpec, out: &mut Vec<IpNet>) {
     match spec {
         AddrSpec::Any => {}
@@ -365,7 +340,7 @@ pub fn compile_signatures(
     nets.sort();
     nets.dedup();
     let groups_for = |covers: &dyn Fn(&IpNet) -> bool| {
-        out.groups.iter().enumerate().fold(0u32, |m, (i, g)| if eval_spec(g, covers) { m | 1 << i } else { m })
+        out.groups.iter().enumerate().fold(0u32, |m, (i, g)| if g.matches_with(covers) { m | 1 << i } else { m })
     };
     out.default_groups = groups_for(&|_| false);
     out.group_nets = nets.iter().map(|n| (*n, groups_for(&|g: &IpNet| net_covers(g, n)))).collect();

@@ -204,11 +204,18 @@ pub struct SignaturePack {
 impl AddrSpec {
     /// Whether `addr` is in this address set.
     pub fn matches(&self, addr: &IpAddr) -> bool {
+        self.matches_with(&|net| net.contains(addr))
+    }
+
+    /// The set's verdict for an address that the networks `covers` says
+    /// contain it: the networks the set names are all that count (the
+    /// kernel compiler evaluates a set per network this way).
+    pub fn matches_with(&self, covers: &dyn Fn(&IpNet) -> bool) -> bool {
         match self {
             AddrSpec::Any => true,
-            AddrSpec::Net(net) => net.contains(addr),
-            AddrSpec::Not(inner) => !inner.matches(addr),
-            AddrSpec::List(items) => list_matches(items, |s| matches!(s, AddrSpec::Not(_)), |s| s.matches(addr)),
+            AddrSpec::Net(net) => covers(net),
+            AddrSpec::Not(inner) => !inner.matches_with(covers),
+            AddrSpec::List(items) => list_matches(items, |s| matches!(s, AddrSpec::Not(_)), |s| s.matches_with(covers)),
         }
     }
 }
