@@ -38,6 +38,9 @@ const WORDS: [&str; 24] = [
     "${jndi:", "ldap", "LDAP://", "jndi", "${", "%24%7b", "class", "module", "classLoader", "pipeline", "GET", "POST", "admin", "a",
     "ab", "abab", "aba", "/x", "HTTP", "host", "\r\n", "=", ".", "|00 01|",
 ];
+/// The content (and message) of the ban rule every rule set has.
+const BAN_TRIGGER: &str = "edgefilter-ban-trigger";
+const BAN_TRIGGER_MSG: &str = "always-present ban rule";
 const HOME: [&str; 3] = ["198.19.0.0/16", "2001:db8:1::/48", "198.18.5.0/24"];
 const ADDRS: [&str; 16] = [
     "198.19.0.1", "198.19.3.7", "198.18.5.9", "198.18.0.20", "198.18.9.1", "198.18.9.2", "198.18.7.7", "198.19.200.1",
@@ -125,7 +128,11 @@ fn ruleset(rng: &mut SmallRng) -> RuleSet {
     let mut sigs = Vec::new();
     let want = rng.random_range(1..40);
     let mut sid = 1;
-    let mut extra = String::new();
+    // Every set has a ban rule some packets trigger (see `payload`), so
+    // bans and ban drops are reached whatever the seed; the generated
+    // rules add more, at random.
+    let mut extra = format!("drop tcp any any -> any any (msg:\"{BAN_TRIGGER_MSG}\"; content:\"{BAN_TRIGGER}\"; metadata: edgefilter_ban 600; sid:{sid};)\n");
+    sid += 1;
     if rng.random_bool(0.5) {
         // Costly to check: the first content is there, the second never
         // is, and searching for it in a run of `a`s compares 8 bytes per
@@ -168,7 +175,7 @@ fn ruleset(rng: &mut SmallRng) -> RuleSet {
     let mut rs = RuleSet { settings, ..RuleSet::default() };
     for (i, sig) in sigs.into_iter().enumerate() {
         let rule_id = i as u32 + 1;
-        let enforce = sig.action == filter_common::signatures::SigAction::Drop && rng.random_bool(0.9);
+        let enforce = sig.action == filter_common::signatures::SigAction::Drop && (rng.random_bool(0.9) || sig.msg == BAN_TRIGGER_MSG);
         rs.rules.push(RuleInfo {
             id: rule_id,
             order_id: "signatures:gen".into(),
@@ -188,10 +195,12 @@ fn ruleset(rng: &mut SmallRng) -> RuleSet {
 /// places (some straddling the scan boundary), in mixed case, maybe cut.
 fn payload(rng: &mut SmallRng, rules: &RuleSet) -> Vec<u8> {
     let scan = rules.settings.signatures.scan_bytes as usize;
+    // The ban trigger is left to the rare insertion at the end.
+    let generated: Vec<_> = rules.signatures.iter().filter(|r| r.sig.msg != BAN_TRIGGER_MSG).collect();
     let mut words: Vec<Vec<u8>> = Vec::new();
     for _ in 0..rng.random_range(0..6) {
         let w = if rng.random_bool(0.7) {
-            let r = rules.signatures.choose(rng).unwrap();
+            let r = generated.choose(rng).unwrap();
             let c = r.sig.contents.choose(rng).unwrap();
             c.bytes.clone()
         } else {
@@ -207,7 +216,7 @@ fn payload(rng: &mut SmallRng, rules: &RuleSet) -> Vec<u8> {
                 let w = word(rng);
                 body.extend(mixed_case(rng, w.as_bytes()));
             }
-            for r in &rules.signatures {
+            for r in &generated {
                 if rng.random_bool(0.7) {
                     body.extend(&r.sig.contents[0].bytes);
                 }
@@ -257,6 +266,10 @@ fn payload(rng: &mut SmallRng, rules: &RuleSet) -> Vec<u8> {
     }
     if rng.random_bool(0.1) && !body.is_empty() {
         body.truncate(rng.random_range(0..body.len()));
+    }
+    if rng.random_bool(0.0015) {
+        // Rare, or banned sources would soon send most of the packets.
+        body.splice(0..0, BAN_TRIGGER.bytes());
     }
     body.truncate(1400);
     body
