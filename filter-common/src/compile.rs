@@ -475,6 +475,7 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         meta.sig_rules = signatures.rules.len() as u32;
         meta.sig_classes = signatures.n_classes;
         meta.sig_start = signatures.start;
+        meta.sig_pattern_max = signatures.max_pattern_len.min(SIG_SCAN_MAX) as u16;
         meta.sig_scan_bytes = scan;
         meta.sig_default_groups = signatures.default_groups;
         meta.sig_event_rate = rules.settings.signatures.event_rate;

@@ -195,7 +195,10 @@ pub struct GenerationMeta {
     pub dns_ports: [u16; MAX_L7_PORTS],
     pub tls_ports: [u16; MAX_L7_PORTS],
     pub http_ports: [u16; MAX_L7_PORTS],
-    pub _pad2: [u16; 4],
+    /// Bytes of the longest pattern in the signature DFA: the overlap the
+    /// second of two interleaved walks starts with.
+    pub sig_pattern_max: u16,
+    pub _pad2: [u16; 3],
     /// Signatures in force (0 skips the signature stage).
     pub sig_rules: u32,
     /// Byte classes of the DFA (the stride of a state's row).
@@ -244,7 +247,8 @@ impl Default for GenerationMeta {
             dns_ports: [53, 0, 0, 0],
             tls_ports: [443, 0, 0, 0],
             http_ports: [80, 0, 0, 0],
-            _pad2: [0; 4],
+            sig_pattern_max: 0,
+            _pad2: [0; 3],
             sig_rules: 0,
             sig_classes: 0,
             sig_start: 0,

@@ -3,7 +3,8 @@
 //! tests hold the two together.
 //!
 //! The payload's first bytes are copied into per-CPU scratch memory, walked
-//! through the fast-pattern DFA (32 bytes per `bpf_loop` iteration), the
+//! through the fast-pattern DFA (64 bytes per `bpf_loop` iteration, or two
+//! interleaved walks over the halves of a long buffer), the
 //! candidate rules collected from the reporting states, and then checked by
 //! one `bpf_loop` state machine: each iteration picks a candidate, starts a
 //! content search or compares one byte, so the whole check costs at most
@@ -26,6 +27,10 @@ const VIEW_MASK: u32 = SIG_SCAN_MAX - 1;
 /// fixed cost (call, scratch and class-table lookups) is paid once per
 /// stride.
 const WALK_STRIDE: u32 = 64;
+/// Byte pairs per iteration when two walks are interleaved.
+const PAIR_STRIDE: u32 = 32;
+/// Shortest buffer walked as two interleaved walks.
+const PAIR_MIN: u32 = 128;
 const NONE: u32 = u32::MAX;
 /// Loop bounds: enough for the work they do, by construction.
 /// The walk: a stride per iteration, and an iteration ends early at each
@@ -60,11 +65,20 @@ struct Walk {
     /// Current state, premultiplied: the first slot of its row.
     row: u32,
     pos: u32,
+    /// Bytes in `view` (the payload buffer the rules read).
     len: u32,
     base: u32,
     generation: u32,
     n_hits: u32,
     overflow: u32,
+    /// Two interleaved walks (while `pos2 < end2`): the first over
+    /// `[0, first_end)` in `row`/`pos`, the second over
+    /// `[end2 - first_end, end2)`, recording reporting states only from
+    /// byte `first_end` on (see `signature_stage`).
+    first_end: u32,
+    row2: u32,
+    pos2: u32,
+    end2: u32,
     _pad: u32,
 }
 
@@ -247,9 +261,27 @@ fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64
     // 1. The DFA walk.
     // SAFETY: raw pointers into the scratch (see `crate::mem`).
     let walk = unsafe { core::ptr::addr_of_mut!((*s).walk) };
-    set!(walk, row, meta.sig_start * meta.sig_classes);
+    let start = meta.sig_start * meta.sig_classes;
+    set!(walk, row, start);
     set!(walk, pos, 0);
+    set!(walk, row2, start);
+    // Two walks of equal length, interleaved, when the buffer is long
+    // enough: each byte's state then depends on the byte before it in its
+    // own walk only, so the CPU runs the two dependency chains side by
+    // side. The second starts far enough back (the longest pattern) to be
+    // in the single walk's state by the time it reaches the first's end.
+    let overlap = if meta.sig_pattern_max == 0 { 1 } else { meta.sig_pattern_max as u32 };
     set!(walk, len, n);
+    if n >= PAIR_MIN && n >= 4 * overlap {
+        let first = (n + overlap) / 2;
+        set!(walk, first_end, first);
+        set!(walk, pos2, n - first);
+        set!(walk, end2, n);
+    } else {
+        set!(walk, first_end, n);
+        set!(walk, pos2, 0);
+        set!(walk, end2, 0);
+    }
     set!(walk, base, meta.sig_dfa_base);
     set!(walk, generation, generation);
     set!(walk, n_hits, 0);
@@ -449,34 +481,88 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(s) = scratch() else { return 1 };
     let Some(classes) = SIG_CLASSES.get(s.walk.generation & 1) else { return 1 };
     let Some(dfa) = SIG_DFA.get(s.walk.generation & 1) else { return 1 };
+    if s.walk.pos2 < s.walk.end2 {
+        return walk_pair(s, classes, dfa);
+    }
     // 64-bit locals: u32 arithmetic would cost zero-extensions per byte.
-    let (mut row, mut pos, len) = (s.walk.row as u64, s.walk.pos as u64, s.walk.len as u64);
+    let (pos, len) = (s.walk.pos as u64, s.walk.len as u64);
+    let todo = stride(pos, len, WALK_STRIDE);
+    // The transition as loaded: its `SIG_NEXT_REPORTS` bit is cleared by
+    // the next index's mask, so the dependency chain from one byte to the
+    // next is an add, a mask and a load.
+    let mut t = s.walk.row as u64;
     let mut k = 0u64;
     // A reporting state ends the iteration and is recorded once, outside
-    // the unrolled walk (which stays small enough for the i-cache).
-    let mut reported = false;
-    while k < WALK_STRIDE as u64 {
-        if pos >= len {
-            break;
-        }
-        let b = s.view[(pos & VIEW_MASK as u64) as usize];
-        let t = dfa[((row + classes[b as usize] as u64) & (SIG_DFA_SLOTS as u64 - 1)) as usize] as u64;
-        row = t & SIG_STATE_MASK as u64;
-        pos += 1;
+    // the walk (which stays small enough for the i-cache).
+    while k < todo {
+        let b = s.view[((pos + k) & VIEW_MASK as u64) as usize];
+        t = dfa[((t + classes[b as usize] as u64) & (SIG_DFA_SLOTS as u64 - 1)) as usize] as u64;
         k += 1;
         if t & SIG_NEXT_REPORTS as u64 != 0 {
-            reported = true;
             break;
         }
     }
-    let (row, pos) = (row as u32, pos as u32);
+    let (row, pos) = ((t & SIG_STATE_MASK as u64) as u32, (pos + k) as u32);
     s.walk.row = row;
     s.walk.pos = pos;
-    if reported && !record(s, row) {
+    if t & SIG_NEXT_REPORTS as u64 != 0 && !record(s, row) {
         s.walk.overflow = 1;
         return 1;
     }
     if pos >= s.walk.len {
+        return 1;
+    }
+    0
+}
+
+/// Bytes to walk this iteration: at most `max`, never past `end`. One
+/// bound per byte instead of two; the verifier sees it is at most `max`.
+#[inline(always)]
+fn stride(pos: u64, end: u64, max: u32) -> u64 {
+    let left = end.saturating_sub(pos);
+    if left < max as u64 {
+        left
+    } else {
+        max as u64
+    }
+}
+
+/// A stride of the two interleaved walks (equal lengths: they end
+/// together).
+#[inline(always)]
+fn walk_pair(s: &mut SigScratch, classes: &[u8; 256], dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
+    let (p1, p2, end1) = (s.walk.pos as u64, s.walk.pos2 as u64, s.walk.first_end as u64);
+    let todo = stride(p1, end1, PAIR_STRIDE);
+    // As in `walk_step`: transitions as loaded, masked by the next index.
+    let (mut t1, mut t2) = (s.walk.row as u64, s.walk.row2 as u64);
+    let mut k = 0u64;
+    while k < todo {
+        let b1 = s.view[((p1 + k) & VIEW_MASK as u64) as usize];
+        let b2 = s.view[((p2 + k) & VIEW_MASK as u64) as usize];
+        t1 = dfa[((t1 + classes[b1 as usize] as u64) & (SIG_DFA_SLOTS as u64 - 1)) as usize] as u64;
+        t2 = dfa[((t2 + classes[b2 as usize] as u64) & (SIG_DFA_SLOTS as u64 - 1)) as usize] as u64;
+        k += 1;
+        if (t1 | t2) & SIG_NEXT_REPORTS as u64 != 0 {
+            break;
+        }
+    }
+    let (r1, r2) = ((t1 & SIG_STATE_MASK as u64) as u32, (t2 & SIG_STATE_MASK as u64) as u32);
+    let (p1, p2) = (p1 + k, p2 + k);
+    s.walk.row = r1;
+    s.walk.pos = p1 as u32;
+    s.walk.row2 = r2;
+    s.walk.pos2 = p2 as u32;
+    if t1 & SIG_NEXT_REPORTS as u64 != 0 && !record(s, r1) {
+        s.walk.overflow = 1;
+        return 1;
+    }
+    // Before byte `first_end` the second walk may be in a shallower state
+    // than the single walk would: the first walk records those bytes.
+    if t2 & SIG_NEXT_REPORTS as u64 != 0 && p2 > end1 && !record(s, r2) {
+        s.walk.overflow = 1;
+        return 1;
+    }
+    if p1 >= end1 {
         return 1;
     }
     0

@@ -285,7 +285,7 @@ fn a_reflection_flood_is_detected_mitigated_and_released() {
     assert!(metric(&m, "edgefilter_protected_packets_total{prefix_group=\"customers\",protocol=\"udp\"}").unwrap() > sent as f64);
     assert!(!m.contains("2001:db8"), "no address in any label:\n{m}");
     let text = h.fetch("/status");
-    assert!(text.contains("\nProtected prefixes (") && text.contains(&format!("MITIGATING since")) && text.contains(ORDER), "{text}");
+    assert!(text.contains("\nProtected prefixes (") && text.contains("MITIGATING since") && text.contains(ORDER), "{text}");
 
     // `filter-agent top`: the victim and the source, from samples.
     let top = Command::new("ip").args(["netns", "exec", &h.ns.names[SERVER]]).arg(edgefilter_tests::agent_binary()).args(["top", "-n", "3"]).output().unwrap();

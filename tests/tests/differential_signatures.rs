@@ -371,3 +371,56 @@ fn signature_stage_matches_reference() {
         assert!(mix.get(counter).copied().unwrap_or(0) > 0, "no packet moved the {counter} counter");
     }
 }
+
+/// Long buffers are walked as two interleaved walks that meet in the
+/// middle (the second starting a longest-pattern's length early): a
+/// pattern at every offset of buffers of several lengths, around that
+/// meeting point too, is found exactly as the reference finds it.
+#[test]
+fn pattern_found_at_every_offset_of_a_two_walk_buffer() {
+    let vars: HashMap<String, String> = HashMap::new();
+    // The 40-byte pattern sets the walks' overlap; the short one is moved
+    // across every offset, including the overlap's edges.
+    let long = "l".repeat(40);
+    let text = format!(
+        "drop tcp any any -> any any (content:\"seam\"; sid:1;)\nalert tcp any any -> any any (content:\"{long}\"; sid:2;)\n"
+    );
+    let pack = parse_pack(std::path::Path::new("seam.rules"), &text, &vars, false).expect("pack");
+    let mut rules = RuleSet::default();
+    rules.settings.signatures.event_rate = 0;
+    for (i, sig) in pack.rules.into_iter().enumerate() {
+        let rule_id = i as u32 + 1;
+        let enforce = sig.action == filter_common::signatures::SigAction::Drop;
+        rules.rules.push(RuleInfo {
+            id: rule_id,
+            order_id: "signatures:seam".into(),
+            authority: "test".into(),
+            category: Category::Attack,
+            dry_run: !enforce,
+            file: "seam.rules".into(),
+            line: i + 1,
+            comment: None,
+        });
+        rules.signatures.push(SignatureRule { rule_id, sig: Arc::new(sig), enforce });
+    }
+    let mut dp = Dataplane::load(Capacity { prefixes_v4: 100, prefixes_v6: 100, v4_groups: 1, ..Capacity::default() }).expect("load XDP program");
+    dp.apply_rules(&rules).expect("apply rules");
+    let reference = Reference::new(&rules);
+    let flow = Flow::with_addrs("198.18.0.1".parse().unwrap(), "198.19.0.1".parse().unwrap(), 80);
+    let mut dropped = 0;
+    for len in [127usize, 128, 160, 161, 255, 362, 1024] {
+        for at in 0..=len - 4 {
+            let mut payload = vec![b'.'; len];
+            // Part of the long pattern too, so its states are visited.
+            let l = (len / 3).min(39);
+            payload[..l].fill(b'l');
+            payload[at..at + 4].copy_from_slice(b"seam");
+            let frame = l7gen::tcp_frame(&flow, flow.seq, l7gen::tcp_flags::PSH | l7gen::tcp_flags::ACK, &payload);
+            let want = reference.classify(&frame);
+            assert!(want.drop, "the reference must find the pattern (len {len}, at {at})");
+            assert_eq!(run_once(&dp, &frame), XDP_DROP, "payload of {len} bytes, pattern at {at}: the kernel missed it");
+            dropped += 1;
+        }
+    }
+    eprintln!("{dropped} placements dropped");
+}

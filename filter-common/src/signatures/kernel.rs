@@ -28,6 +28,9 @@ pub struct KernelSignatures {
     pub classes: Vec<u8>,
     pub n_classes: u32,
     pub start: u32,
+    /// Bytes of the longest pattern in the DFA: the depth of its deepest
+    /// state, so a walk started that many bytes back is in the same state.
+    pub max_pattern_len: u32,
     /// `states * n_classes` transitions (`SIG_DFA` slots of a generation):
     /// the next state's row (`state * n_classes`), `SIG_NEXT_REPORTS` set
     /// when it reports.
@@ -446,6 +449,7 @@ fn build_dfa(out: &mut KernelSignatures, patterns: &[Vec<u8>], rules: &[Vec<u32>
     out.classes = classes;
     out.n_classes = n_classes as u32;
     out.start = 0;
+    out.max_pattern_len = patterns.iter().map(|p| p.len() as u32).max().unwrap_or(0);
     out.transitions = transitions;
     out.states = infos;
     out.list = list;
