@@ -448,7 +448,7 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
             Scope::Nets(nets) => nets.iter().for_each(|n| bit(&mut scopes.entry((family(n), key_bits(n))).or_default().1)),
         }
         l4_rules.push(l4_rule(r));
-        rate_limits.push(r.rate_limit.map(rate_limit).unwrap_or_default());
+        rate_limits.push(r.rate_limit.map(|spec| RateLimit { bucket: r.bucket, ..rate_limit(spec) }).unwrap_or_default());
     }
     let mut scopes: Vec<_> = scopes.into_iter().collect();
     // Deterministic set ids, whatever the hash order.
@@ -550,7 +550,9 @@ pub fn rate_limit(spec: crate::rules::ruleset::RateLimitSpec) -> RateLimit {
         src_len_v4: v4,
         src_len_v6: v6,
         count_only: spec.count_only as u8,
-        _pad: [0; 4],
+        _pad: 0,
+        bucket: 0,
+        _pad2: [0; 2],
     }
 }
 

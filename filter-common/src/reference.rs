@@ -214,13 +214,13 @@ impl<'a> Reference<'a> {
                 }
             }
         }
-        for (i, slot) in self.rules.l4.iter().enumerate() {
+        for slot in &self.rules.l4 {
             if !l4_matches(slot, &p, src, dst) {
                 continue;
             }
             if let Some(spec) = slot.rate_limit {
                 let rl = crate::compile::rate_limit(spec);
-                let key = ratelimit::key(&rl, i, self.generation, &p);
+                let key = ratelimit::key(&rl, slot.bucket as usize, self.generation, &p);
                 if ratelimit::conform(&mut self.buckets.borrow_mut(), &rl, key, self.now_ns.get(), frame.len() as u64) {
                     continue;
                 }

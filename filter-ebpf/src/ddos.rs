@@ -125,7 +125,7 @@ extern "C" fn l4_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     }
     if rule.flags & L4_RATE_LIMIT != 0 {
         let Some(rl) = RATE_LIMITS.get(w.generation * MAX_L4_RULES + slot) else { return 0 };
-        if conform(w, rl, slot) {
+        if conform(w, rl) {
             return 0;
         }
         hit(rule.rule_id, w.len);
@@ -208,10 +208,11 @@ fn refill(credit: u64, elapsed: u64, rate: u64, cap: u64, fill_ns: u64) -> u64 {
 /// the CPUs and updated without a lock: two CPUs updating one bucket at
 /// the same instant may each let a packet through that only one should.
 #[inline(always)]
-fn conform(w: &mut L4Walk, rl: &RateLimit, slot: u32) -> bool {
+fn conform(w: &mut L4Walk, rl: &RateLimit) -> bool {
     let k = &mut w.key;
     k.addr = [0; 16];
-    k.slot = slot as u16;
+    // The entry's first slot: an entry's port ranges share its buckets.
+    k.slot = rl.bucket;
     k.port = 0;
     k.proto = 0;
     k.v6 = w.v6;

@@ -908,11 +908,16 @@ pub struct Tuning {
     /// the program is already in it; attached, only a reference count
     /// changes.
     pub resident: bool,
+    /// Hold the flood to about this many frames per second in all (each
+    /// thread sleeps between syscalls to keep its share); `None`: as fast
+    /// as the kernel takes them. Use a small `chunk` with it, or the
+    /// frames come in bursts of a chunk.
+    pub pace_pps: Option<u64>,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { batch: MAX_BATCH, chunk: 1 << 15, realtime: None, resident: true }
+        Tuning { batch: MAX_BATCH, chunk: 1 << 15, realtime: None, resident: true, pace_pps: None }
     }
 }
 
@@ -1020,6 +1025,7 @@ impl Flood {
             _ => None,
         };
         let mut threads = Vec::new();
+        let threads_n = cpus.len() as u64;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
         for (slot, cpu) in cpus.iter().copied().enumerate() {
             let flood = Arc::clone(self);
@@ -1058,7 +1064,7 @@ impl Flood {
                         return Err(io::Error::new(e.kind(), msg));
                     }
                 };
-                flood.send_loop(ifindex, &shared, slot, deadline, budget, tuning)
+                flood.send_loop(ifindex, &shared, slot, deadline, budget, tuning, threads_n)
             }));
         }
         drop(ready_tx);
@@ -1078,10 +1084,21 @@ impl Flood {
         Ok(Running { shared, threads, started, frame_len: self.layout.frame.len(), _resident: resident })
     }
 
-    fn send_loop(&self, ifindex: u32, shared: &Shared, slot: usize, deadline: Option<Instant>, budget: Option<u64>, tuning: Tuning) -> io::Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn send_loop(&self, ifindex: u32, shared: &Shared, slot: usize, deadline: Option<Instant>, budget: Option<u64>, tuning: Tuning, threads: u64) -> io::Result<()> {
         let fd = self.prog.as_raw_fd();
         let cpu0 = thread_cpu_ns();
+        let (began, mut mine) = (Instant::now(), 0u64);
         loop {
+            if let Some(pps) = tuning.pace_pps {
+                // This thread's share of the rate: wait until the frames
+                // sent so far are due.
+                let due = began + Duration::from_secs_f64(mine as f64 * threads as f64 / pps.max(1) as f64);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+            }
             shared.cpu_ns[slot].store(thread_cpu_ns().saturating_sub(cpu0), Ordering::Relaxed);
             if shared.stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(());
@@ -1102,6 +1119,7 @@ impl Flood {
             }
             match test_run(fd, &self.layout.frame, n, Some((ifindex, tuning.batch)), None) {
                 Ok((_, ns)) => {
+                    mine += u64::from(n);
                     shared.kernel_ns.store(u64::from(ns), Ordering::Relaxed);
                     if budget.is_none() {
                         shared.sent.fetch_add(u64::from(n), Ordering::Relaxed);

@@ -168,6 +168,43 @@ impl Harness {
             .collect()
     }
 
+    /// The policy's entry in `/status.json`'s `mitigations`.
+    pub fn mitigation(&self, policy: &str) -> serde_json::Value {
+        let status = self.status();
+        let list = status["mitigations"].as_array().expect("mitigations");
+        list.iter().find(|m| m["policy"] == policy).cloned().unwrap_or_else(|| panic!("policy {policy} not reported: {status}"))
+    }
+
+    /// Waits until the policy's mitigation is (not) active; returns when.
+    pub fn wait_mitigation(&self, policy: &str, active: bool, limit: Duration) -> Instant {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.mitigation(policy)["active"] == active {
+                return Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{policy}: mitigation not {} within {limit:?}: {}\n{}",
+                if active { "started" } else { "withdrawn" },
+                self.fetch("/status"),
+                self.agent_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The MAC address of `interface` in namespace `ns`.
+    pub fn mac(&self, ns: usize, interface: &str) -> [u8; 6] {
+        let out = Command::new("ip").args(["-n", &self.ns.names[ns], "-o", "link", "show", "dev", interface]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let hex = text.split("link/ether ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("no MAC in {text:?}"));
+        let mut mac = [0u8; 6];
+        for (i, part) in hex.split(':').enumerate().take(6) {
+            mac[i] = u8::from_str_radix(part, 16).unwrap();
+        }
+        mac
+    }
+
     /// Runs `filter-agent` with `args` (in the root namespace).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(crate::agent_binary()).args(args).output().unwrap()
@@ -250,4 +287,10 @@ impl Flow {
         }
         (self.sent.load(Ordering::Relaxed), self.received.load(Ordering::Relaxed))
     }
+}
+
+/// The value of the sample `name{labels}` (labels as Prometheus prints
+/// them, sorted), if exported.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }

@@ -125,6 +125,7 @@ pub fn ruleset(rng: &mut SmallRng) -> RuleSet {
             icmp_code: None,
             rate_limit: None,
             fragments: false,
+            bucket: rs.l4.len() as u16,
         };
         match protocol {
             Some(6) | Some(17) => {

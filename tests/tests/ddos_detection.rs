@@ -16,10 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use edgefilter_tests::harness::{Harness, CLIENT, SERVER, SERVER_V6};
+use edgefilter_tests::harness::{metric, Harness, CLIENT, SERVER, SERVER_V6};
 use serde_json::Value;
 
 const CLIENT_V6: &str = "2001:db8:e2e::1";
+const POLICY: &str = "ntp-reflection";
 const ORDER: &str = "auto:ntp-reflection:customers";
 /// Reflected packets per second that make an attack, the rate the
 /// mitigation lets through, and its timings (short for the test).
@@ -196,30 +197,8 @@ impl Transactions {
     }
 }
 
-/// The value of the sample `name{labels}` (labels as Prometheus prints
-/// them, sorted), if exported.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
-}
-
-fn mitigation(status: &Value) -> Value {
-    status["mitigations"].as_array().expect("mitigations").iter().find(|m| m["policy"] == "ntp-reflection").cloned().expect("policy reported")
-}
-
 fn audit(h: &Harness) -> Vec<Value> {
     std::fs::read_to_string(h.state_dir().join("audit.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-/// Waits until the policy's mitigation is (not) active; returns when.
-fn wait_active(h: &Harness, active: bool, limit: Duration) -> Instant {
-    let deadline = Instant::now() + limit;
-    loop {
-        if mitigation(&h.status())["active"] == active {
-            return Instant::now();
-        }
-        assert!(Instant::now() < deadline, "mitigation not {} within {limit:?}: {}\n{}", if active { "started" } else { "withdrawn" }, h.fetch("/status"), h.agent_log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -240,11 +219,11 @@ fn a_reflection_flood_is_detected_mitigated_and_released() {
     // The flood: detected after for_seconds above the threshold.
     let flood = Flood::start(&h);
     let flood_started = Instant::now();
-    let detected = wait_active(&h, true, Duration::from_secs(FOR_SECONDS + 8));
+    let detected = h.wait_mitigation(POLICY, true, Duration::from_secs(FOR_SECONDS + 8));
     let latency = detected - flood_started;
     assert!(latency >= Duration::from_millis(FOR_SECONDS * 1000 - 900), "started after {latency:?}, before {FOR_SECONDS} s above the threshold");
     let status = h.status();
-    let mit = mitigation(&status);
+    let mit = h.mitigation(POLICY);
     assert_eq!(mit["order"], ORDER);
     assert!(mit["value"].as_f64().unwrap() > THRESHOLD as f64, "{mit}");
     assert!(status["orders"].as_array().unwrap().iter().any(|o| o["order"] == ORDER && o["state"] == "in-force" && o["category"] == "attack"), "{status}");
@@ -306,7 +285,7 @@ fn a_reflection_flood_is_detected_mitigated_and_released() {
     // The flood stops: the mitigation goes after the hold-down.
     let (total_sent, _) = flood.stop();
     let stopped = Instant::now();
-    let released = wait_active(&h, false, Duration::from_secs(HOLD_DOWN + 10));
+    let released = h.wait_mitigation(POLICY, false, Duration::from_secs(HOLD_DOWN + 10));
     let after = released - stopped;
     assert!(after >= Duration::from_millis(HOLD_DOWN * 1000 - 1000), "withdrawn {after:?} after the flood, hold-down {HOLD_DOWN} s");
     let status = h.status();

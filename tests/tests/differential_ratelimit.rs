@@ -78,7 +78,7 @@ fn ruleset(rng: &mut SmallRng) -> RuleSet {
         } else {
             Scope::Any
         };
-        rs.l4.push(L4Slot {
+        let slot = L4Slot {
             rule_id: id,
             dry_run,
             protocol,
@@ -91,7 +91,16 @@ fn ruleset(rng: &mut SmallRng) -> RuleSet {
             icmp_code: None,
             rate_limit: rng.random_bool(0.8).then(|| spec(rng)),
             fragments,
-        });
+            bucket: rs.l4.len() as u16,
+        };
+        // An entry listing several source ports: more slots of the same
+        // rule, sharing the first one's buckets.
+        let more = if l4 && rng.random_bool(0.3) { rng.random_range(1..3) } else { 0 };
+        for _ in 0..more {
+            let a = [53u16, 123, 11211, 40000][rng.random_range(0..4)];
+            rs.l4.push(L4Slot { src_ports: Some(PortRange { min: a, max: a }), ..slot.clone() });
+        }
+        rs.l4.insert(rs.l4.len() - more, slot);
     }
     rs
 }

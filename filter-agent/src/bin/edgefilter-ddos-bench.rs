@@ -895,7 +895,7 @@ fn run(args: &Args) -> Result<bool> {
         seconds: if args.quick { args.seconds.min(1.0) } else { args.seconds },
         warmup: if args.quick { args.warmup.min(0.3) } else { args.warmup },
         rounds: if args.quick { 1 } else { args.rounds },
-        tuning: Tuning { batch: args.batch, chunk: args.chunk, realtime: (!args.no_realtime).then_some(PRIO_GENERATOR), resident: true },
+        tuning: Tuning { batch: args.batch, chunk: args.chunk, realtime: (!args.no_realtime).then_some(PRIO_GENERATOR), resident: true, pace_pps: None },
         rx_cpu: args.rx_cpu.unwrap_or((args.cpu + 1) % env::nproc()),
         cpu: args.cpu,
         repeat: if args.quick { args.repeat.min(100_000) } else { args.repeat },

@@ -44,7 +44,11 @@ pub struct RateLimit {
     pub src_len_v6: u8,
     /// Count the excess instead of dropping it.
     pub count_only: u8,
-    pub _pad: [u8; 4],
+    pub _pad: u8,
+    /// The slot whose buckets this slot uses (`RlKey::slot`): the first
+    /// slot of its entry, shared by the entry's other port ranges.
+    pub bucket: u16,
+    pub _pad2: [u8; 2],
 }
 
 /// `RL_STATE` key: one bucket.

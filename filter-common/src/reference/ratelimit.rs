@@ -22,7 +22,8 @@ fn masked(addr: &[u8; 16], len: u8) -> [u8; 16] {
     out
 }
 
-/// The bucket key of a packet for the rule at `slot`.
+/// The bucket key of a packet for the buckets of `slot` (the first slot
+/// of the rule's entry: `RateLimit::bucket`).
 pub fn key(rl: &RateLimit, slot: usize, generation: u8, p: &IpPacket) -> RlKey {
     let (src, dst, v6) = match p.addrs {
         Addrs::V4 { src, dst } => {

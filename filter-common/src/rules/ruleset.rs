@@ -242,6 +242,10 @@ pub struct L4Slot {
     pub rate_limit: Option<RateLimitSpec>,
     /// Matches fragments only (first and non-first).
     pub fragments: bool,
+    /// The first slot of this slot's entry: the slots of one entry (one
+    /// per port range) share its rate-limit buckets, so `pps = 200` on an
+    /// entry listing several ports is 200 in all, not 200 per port.
+    pub bucket: u16,
 }
 
 impl L4Slot {
@@ -584,6 +588,7 @@ impl RuleSet {
                     }
                     EntryKind::L4(l4) => {
                         let some_or_any = |v: &Vec<PortRange>| if v.is_empty() { vec![None] } else { v.iter().copied().map(Some).collect() };
+                        let bucket = rs.l4.len().min(u16::MAX as usize) as u16;
                         for src_ports in some_or_any(&l4.source_ports) {
                             for dst_ports in some_or_any(&l4.destination_ports) {
                                 rs.l4.push(L4Slot {
@@ -599,6 +604,7 @@ impl RuleSet {
                                     icmp_code: l4.icmp_code,
                                     rate_limit: l4.rate_limit,
                                     fragments: l4.fragments,
+                                    bucket,
                                 });
                             }
                         }
