@@ -57,6 +57,9 @@ struct Raw {
     /// Sample one packet in this many per CPU for `filter-agent top` (0: off).
     #[serde(default = "default_sample_every")]
     sample_every: u32,
+    /// Seconds a source that answered a SYN cookie stays verified.
+    #[serde(default = "default_syn_auth_seconds")]
+    syn_auth_seconds: u32,
     /// Attack detection policies over the protected groups' traffic.
     #[serde(default)]
     ddos_policy: Vec<RawPolicy>,
@@ -96,6 +99,10 @@ struct RawProtect {
 /// One packet in 1000 per CPU: at 10 Mpps, 10,000 samples a second for
 /// `filter-agent top`; a few nanoseconds per packet.
 pub const DEFAULT_SAMPLE_EVERY: u32 = 1000;
+
+fn default_syn_auth_seconds() -> u32 {
+    filter_common::maps::DEFAULT_SYN_AUTH_SECONDS
+}
 
 fn default_sample_every() -> u32 {
     DEFAULT_SAMPLE_EVERY
@@ -579,6 +586,10 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         errors.push(e);
     }
     settings.sample_every = raw.sample_every;
+    if raw.syn_auth_seconds == 0 {
+        return Err(anyhow::anyhow!("syn_auth_seconds: must be at least 1"));
+    }
+    settings.syn_auth_seconds = raw.syn_auth_seconds;
     let ddos = ddos_policies(&raw.ddos_policy, &settings.protect, &mut errors);
     let mut authorities = Vec::new();
     for (i, a) in raw.authority.iter().enumerate() {

@@ -650,6 +650,23 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Forgets every source verified by SYN authentication (`SYN_VERIFIED`).
+    pub fn clear_syn_verified(&mut self) -> Result<()> {
+        let mut map: aya::maps::HashMap<&mut MapData, VerifiedKey, u64> = aya::maps::HashMap::try_from(self.map_mut(names::SYN_VERIFIED)?)?;
+        let keys: Vec<VerifiedKey> = map.keys().collect::<Result<_, _>>()?;
+        for k in keys {
+            map.remove(&k)?;
+        }
+        Ok(())
+    }
+
+    /// Sources verified by SYN authentication now held (`SYN_VERIFIED`;
+    /// expired ones included until the LRU evicts them).
+    pub fn syn_verified_count(&self) -> Result<usize> {
+        let map: aya::maps::HashMap<&MapData, VerifiedKey, u64> = aya::maps::HashMap::try_from(self.map(names::SYN_VERIFIED)?)?;
+        Ok(map.keys().count())
+    }
+
     /// Lifts every ban (`BANS`).
     pub fn clear_bans(&mut self) -> Result<()> {
         let mut bans: aya::maps::HashMap<&mut MapData, BanKey, Ban> = aya::maps::HashMap::try_from(self.map_mut(names::BANS)?)?;

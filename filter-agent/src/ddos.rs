@@ -482,6 +482,7 @@ mod tests {
                 icmp_code: None,
                 rate_limit: None,
                 fragments: false,
+                syn_auth: false,
             },
         }
     }

@@ -428,6 +428,7 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         reflect_ports: rules.settings.reflect_ports()?,
         sample_every: rules.settings.sample_every,
         protect_groups: rules.settings.protect.len() as u32,
+        syn_auth_ns: u64::from(rules.settings.syn_auth_seconds) * 1_000_000_000,
         ..GenerationMeta::default()
     };
     if rules.settings.protect.len() > MAX_PROTECT_GROUPS as usize {
@@ -568,6 +569,7 @@ fn l4_rule(r: &crate::rules::L4Slot) -> L4Rule {
         (r.icmp_code.is_some(), L4_ICMP_CODE),
         (r.rate_limit.is_some(), L4_RATE_LIMIT),
         (r.fragments, L4_FRAGMENTS),
+        (r.syn_auth, L4_SYN_AUTH),
     ] {
         if on {
             flags |= flag;

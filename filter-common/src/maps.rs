@@ -100,9 +100,14 @@ pub enum Reason {
     Banned = 10,
     /// Over the rate of a rate-limit rule.
     RateLimit = 11,
+    /// SYN authentication (`syn_auth` L4 rules): a SYN from an unverified
+    /// source answered with a SYN cookie, or a returning cookie ACK
+    /// answered with a reset once its source is verified (both sent back,
+    /// `XDP_TX`); or a SYN that cannot be answered, dropped.
+    SynAuth = 12,
 }
 
-pub const N_REASONS: u32 = 12;
+pub const N_REASONS: u32 = 13;
 
 impl Reason {
     pub const ALL: [Reason; N_REASONS as usize] = [
@@ -118,6 +123,7 @@ impl Reason {
         Reason::Signature,
         Reason::Banned,
         Reason::RateLimit,
+        Reason::SynAuth,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -134,6 +140,7 @@ impl Reason {
             Reason::Signature => "signature",
             Reason::Banned => "banned",
             Reason::RateLimit => "rate_limit",
+            Reason::SynAuth => "syn_auth",
         }
     }
 }
@@ -227,6 +234,8 @@ pub struct GenerationMeta {
     pub sample_every: u32,
     /// Protected prefix groups in use (0 skips the accounting).
     pub protect_groups: u32,
+    /// How long a source verified by SYN authentication stays verified.
+    pub syn_auth_ns: u64,
 }
 
 /// Ports per kind in `GenerationMeta`.
@@ -262,6 +271,7 @@ impl Default for GenerationMeta {
             reflect_ports: [0; MAX_REFLECT_PORTS],
             sample_every: 0,
             protect_groups: 0,
+            syn_auth_ns: DEFAULT_SYN_AUTH_SECONDS as u64 * 1_000_000_000,
         }
     }
 }
@@ -527,9 +537,10 @@ pub mod names {
     pub const PROTECT_STATS: &str = "PROTECT_STATS";
     pub const REFLECT_STATS: &str = "REFLECT_STATS";
     pub const TRAFFIC_SAMPLES: &str = "TRAFFIC_SAMPLES";
+    pub const SYN_VERIFIED: &str = "SYN_VERIFIED";
 
     /// Every map, as pinned under `<bpffs>/<instance>/maps/`.
-    pub const ALL_MAPS: [&str; 30] = [
+    pub const ALL_MAPS: [&str; 31] = [
         CONFIG,
         GEN_META,
         V4_TBL24,
@@ -560,5 +571,6 @@ pub mod names {
         PROTECT_STATS,
         REFLECT_STATS,
         TRAFFIC_SAMPLES,
+        SYN_VERIFIED,
     ];
 }

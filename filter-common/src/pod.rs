@@ -7,4 +7,4 @@ macro_rules! pod {
     ($($t:ty),* $(,)?) => { $(unsafe impl aya::Pod for $t {})* };
 }
 
-pod!(ActiveConfig, GenerationMeta, V4LongKey, V6Key, PrefixEntry, L4Set, L4Rule, Counter, DomainEntry, FlowKey, BlockedFlow, TlsPending, SigRule, SigContent, BanKey, Ban, SigEvent, RateLimit, RlKey, RlState, ProtectStats, Sample);
+pod!(ActiveConfig, GenerationMeta, V4LongKey, V6Key, PrefixEntry, L4Set, L4Rule, Counter, DomainEntry, FlowKey, BlockedFlow, TlsPending, SigRule, SigContent, BanKey, Ban, SigEvent, RateLimit, RlKey, RlState, ProtectStats, Sample, VerifiedKey);

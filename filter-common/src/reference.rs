@@ -15,6 +15,7 @@ use crate::rules::{L4Slot, RuleSet, Scope};
 pub mod names;
 pub mod ratelimit;
 pub mod signatures;
+pub mod synauth;
 
 pub use names::{NameOutcome, NameState};
 pub use signatures::SigState;
@@ -115,6 +116,8 @@ pub struct Reference<'a> {
     pub sigs: RefCell<SigState>,
     /// Rate-limit buckets (`RL_STATE`).
     pub buckets: RefCell<ratelimit::Buckets>,
+    /// Verified sources and the cookies the kernel sent (`syn_auth` rules).
+    pub synauth: RefCell<synauth::SynAuthState>,
     /// The clock of the rate limits for the next packet, in nanoseconds
     /// (the kernel's `CONFIG.frozen_ns` in the tests).
     pub now_ns: std::cell::Cell<u64>,
@@ -128,7 +131,7 @@ pub struct Reference<'a> {
 
 impl<'a> Reference<'a> {
     pub fn new(rules: &'a RuleSet) -> Self {
-        let mut r = Reference { rules, names: RefCell::new(NameState::default()), sigs: RefCell::new(SigState::default()), buckets: RefCell::new(ratelimit::Buckets::default()), now_ns: std::cell::Cell::new(0), generation: 0, v4: PrefixIndex::default(), v6: PrefixIndex::default(), allow_v4: PrefixIndex::default(), allow_v6: PrefixIndex::default() };
+        let mut r = Reference { rules, names: RefCell::new(NameState::default()), sigs: RefCell::new(SigState::default()), buckets: RefCell::new(ratelimit::Buckets::default()), synauth: RefCell::new(synauth::SynAuthState::default()), now_ns: std::cell::Cell::new(0), generation: 0, v4: PrefixIndex::default(), v6: PrefixIndex::default(), allow_v4: PrefixIndex::default(), allow_v6: PrefixIndex::default() };
         for (i, p) in rules.prefixes.iter().enumerate() {
             match p.net {
                 IpNet::V4(_) => r.v4.insert(p.net, i),
@@ -217,6 +220,35 @@ impl<'a> Reference<'a> {
         for slot in &self.rules.l4 {
             if !l4_matches(slot, &p, src, dst) {
                 continue;
+            }
+            if slot.syn_auth {
+                let now = self.now_ns.get();
+                let ttl = u64::from(self.rules.settings.syn_auth_seconds) * 1_000_000_000;
+                let mut state = self.synauth.borrow_mut();
+                match synauth::step(slot, &p, &state, now, ttl) {
+                    synauth::Step::Continue => continue,
+                    synauth::Step::Challenge => {
+                        hits.push(slot.rule_id);
+                        if slot.dry_run {
+                            continue;
+                        }
+                        if !synauth::answerable(&p) {
+                            return done(true, Reason::SynAuth, slot.rule_id, hits);
+                        }
+                        let cookie = state.cookies.get(&synauth::cookie_key(frame, &p, false)).copied().unwrap_or(0);
+                        let answer = synauth::syn_ack(frame, &p, cookie);
+                        return Decision { drop: true, answer: Some(answer), reason: Reason::SynAuth, rule_id: slot.rule_id, hits };
+                    }
+                    synauth::Step::CheckAck => {
+                        if !synauth::answerable(&p) || !synauth::valid_cookie_ack(frame, &p, &state) {
+                            continue;
+                        }
+                        hits.push(slot.rule_id);
+                        state.verified.insert(synauth::verified_key(&p), now);
+                        let answer = synauth::reset(frame, &p);
+                        return Decision { drop: true, answer: Some(answer), reason: Reason::SynAuth, rule_id: slot.rule_id, hits };
+                    }
+                }
             }
             if let Some(spec) = slot.rate_limit {
                 let rl = crate::compile::rate_limit(spec);

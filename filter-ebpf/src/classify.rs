@@ -122,9 +122,11 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
         }
     }
     if meta.l4_rule_count != 0 {
-        match crate::ddos::edgefilter_l4_stage(meta, &ip, (src.l4_src_set as u64) << 32 | dst.l4_dst_set as u64, len) {
+        match crate::ddos::edgefilter_l4_stage(ctx.ctx, meta, &ip, (src.l4_src_set as u64) << 32 | dst.l4_dst_set as u64, len) {
             1 => return (1, Reason::L4),
             2 => return (1, Reason::RateLimit),
+            3 => return (2, Reason::SynAuth),
+            4 => return (1, Reason::SynAuth),
             _ => {}
         }
     }

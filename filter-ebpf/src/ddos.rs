@@ -1,6 +1,7 @@
 //! L4 rules with rate limits (token buckets), traffic accounting toward
 //! protected prefixes, and traffic samples. Mirrors
 //! `filter_common::reference` (L4 loop) and `reference::ratelimit`.
+use aya_ebpf::bindings::xdp_md;
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_loop};
 use filter_common::maps::*;
 use filter_common::proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
@@ -31,9 +32,16 @@ pub struct L4Walk {
     v6: u8,
     src_port: u16,
     dst_port: u16,
-    _pad: [u8; 4],
+    /// An ACK already found not to be a cookie ACK (`syn_auth` rules).
+    not_cookie: u8,
+    _pad: [u8; 3],
     key: RlKey,
     fresh: RlState,
+    /// `GenerationMeta::syn_auth_ns`.
+    syn_auth_ns: u64,
+    /// The `syn_auth` rule that asked for an answer.
+    syn_rule: u32,
+    _pad2: u32,
 }
 
 #[inline(always)]
@@ -46,14 +54,16 @@ fn l4_set(generation: u32, index: u32) -> Option<&'static L4Set> {
 
 /// The L4 stage as a global BPF function (verified once). `sets`: the L4
 /// set of the source (high half) and of the destination (low half).
-/// Returns 0 (go on), 1 (an L4 rule drops) or 2 (over a rate limit).
+/// Returns 0 (go on), 1 (an L4 rule drops), 2 (over a rate limit), 3 (a
+/// `syn_auth` rule answered: send the packet back) or 4 (a `syn_auth`
+/// rule drops a SYN it cannot answer).
 ///
 /// Candidate rules (scope matched by the prefix lookups) are walked in
 /// slot order under `bpf_loop`, one iteration per candidate.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn edgefilter_l4_stage(meta: *const GenerationMeta, ip: *const Ip, sets: u64, len: u64) -> u32 {
-    if meta.is_null() || ip.is_null() {
+pub extern "C" fn edgefilter_l4_stage(ctx: *mut xdp_md, meta: *const GenerationMeta, ip: *const Ip, sets: u64, len: u64) -> u32 {
+    if ctx.is_null() || meta.is_null() || ip.is_null() {
         return 0;
     }
     // SAFETY: the caller's live values.
@@ -94,10 +104,36 @@ pub extern "C" fn edgefilter_l4_stage(meta: *const GenerationMeta, ip: *const Ip
     set!(w, v6, ip.v6 as u8);
     set!(w, src_port, ip.src_port);
     set!(w, dst_port, ip.dst_port);
+    set!(w, not_cookie, 0);
+    set!(w, syn_auth_ns, meta.syn_auth_ns);
     // SAFETY: the callback finds its state in the scratch map.
     unsafe { bpf_loop(MAX_L4_RULES, l4_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
     // SAFETY: as above.
-    get(unsafe { core::ptr::addr_of!((*w).matched) })
+    let matched = get(unsafe { core::ptr::addr_of!((*w).matched) });
+    let rule = get(unsafe { core::ptr::addr_of!((*w).syn_rule) });
+    match matched {
+        L4_OUT_SYN_CHALLENGE => {
+            if crate::synauth::challenge(ctx, ip) {
+                3
+            } else {
+                4
+            }
+        }
+        L4_OUT_ACK_CHECK => {
+            if crate::synauth::check_ack(ctx, ip, now) {
+                hit(rule, len);
+                return 3;
+            }
+            // Not a cookie ACK: the walk goes on after the rule (later
+            // `syn_auth` rules let the ACK through without a new check).
+            set!(w, not_cookie, 1);
+            set!(w, matched, 0);
+            // SAFETY: as above.
+            unsafe { bpf_loop(MAX_L4_RULES, l4_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
+            get(unsafe { core::ptr::addr_of!((*w).matched) })
+        }
+        m => m,
+    }
 }
 
 /// One candidate: take the lowest remaining slot, evaluate it. Returns 1 to
@@ -123,6 +159,9 @@ extern "C" fn l4_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     if !l4_matches(rule, w) {
         return 0;
     }
+    if rule.flags & L4_SYN_AUTH != 0 {
+        return syn_auth_step(rule, w);
+    }
     if rule.flags & L4_RATE_LIMIT != 0 {
         let Some(rl) = RATE_LIMITS.get(w.generation * MAX_L4_RULES + slot) else { return 0 };
         if conform(w, rl) {
@@ -142,6 +181,39 @@ extern "C" fn l4_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     }
     0
 }
+
+/// A packet matched a `syn_auth` rule (`reference::synauth::step`).
+#[inline(always)]
+fn syn_auth_step(rule: &L4Rule, w: &mut L4Walk) -> i64 {
+    if w.protocol != IPPROTO_TCP || w.fragment != 0 {
+        return 0;
+    }
+    let flags = w.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST);
+    let dry_run = rule.flags & L4_DRY_RUN != 0;
+    let out = if flags == TCP_SYN {
+        L4_OUT_SYN_CHALLENGE
+    } else if flags == TCP_ACK && !dry_run && w.not_cookie == 0 {
+        L4_OUT_ACK_CHECK
+    } else {
+        return 0;
+    };
+    if crate::synauth::verified(&w.src, w.v6, w.now, w.syn_auth_ns) {
+        return 0;
+    }
+    if out == L4_OUT_SYN_CHALLENGE {
+        hit(rule.rule_id, w.len);
+        if dry_run {
+            return 0;
+        }
+    }
+    w.matched = out;
+    w.syn_rule = rule.rule_id;
+    1
+}
+
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
 
 #[inline(always)]
 fn l4_matches(rule: &L4Rule, ip: &L4Walk) -> bool {

@@ -14,6 +14,7 @@ mod maps;
 mod mem;
 mod parse;
 mod sig;
+mod synauth;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 

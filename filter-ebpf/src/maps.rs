@@ -138,3 +138,11 @@ pub static SAMPLE_COUNTDOWN: PerCpuArray<u32> = PerCpuArray::with_max_entries(1,
 
 #[map(name = "L4_SCRATCH")]
 pub static L4_SCRATCH: PerCpuArray<crate::ddos::L4Walk> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sources that answered a SYN cookie, and when (ns): `syn_auth` rules
+/// let their SYNs through for `GenerationMeta::syn_auth_ns`.
+#[map(name = "SYN_VERIFIED")]
+pub static SYN_VERIFIED: LruHashMap<VerifiedKey, u64> = LruHashMap::with_max_entries(DEFAULT_SYN_VERIFIED_CAPACITY, 0);
+
+#[map(name = "SYN_SCRATCH")]
+pub static SYN_SCRATCH: PerCpuArray<crate::synauth::SynScratch> = PerCpuArray::with_max_entries(1, 0);

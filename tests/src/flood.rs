@@ -103,13 +103,19 @@ pub struct FloodSpec {
     pub payload_len: usize,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
+    /// Write the whole template back into every frame before the random
+    /// fields. Live-frames pages come back to the generator as the
+    /// receiver left them: a receiver that rewrites frames it sends back
+    /// (`XDP_TX`, e.g. a SYN cookie answer) would otherwise have its
+    /// rewrite sent again. Off by default: two instructions per 4 bytes.
+    pub restore_template: bool,
 }
 
 impl FloodSpec {
     /// A flood with the default MACs and an empty payload (64-byte IPv4
     /// UDP frames are the usual packets-per-second yardstick).
     pub fn new(kind: FloodKind, source: Source, target: IpAddr) -> FloodSpec {
-        FloodSpec { kind, source, target, payload_len: 0, src_mac: DEFAULT_SRC_MAC, dst_mac: DEFAULT_DST_MAC }
+        FloodSpec { kind, source, target, payload_len: 0, src_mac: DEFAULT_SRC_MAC, dst_mac: DEFAULT_DST_MAC, restore_template: false }
     }
 
     /// UDP reflection from [`REFLECTION_PORTS`], random sources in `net/len`.
@@ -131,6 +137,12 @@ impl FloodSpec {
 
     pub fn with_payload(mut self, len: usize) -> FloodSpec {
         self.payload_len = len;
+        self
+    }
+
+    /// See [`FloodSpec::restore_template`].
+    pub fn restoring_template(mut self) -> FloodSpec {
+        self.restore_template = true;
         self
     }
 
@@ -245,6 +257,7 @@ struct Layout {
     frame: Vec<u8>,
     fields: Vec<Field>,
     checksums: Vec<Checksum>,
+    restore_template: bool,
 }
 
 const PROTO_TCP: u8 = 6;
@@ -428,7 +441,7 @@ impl Layout {
             let addrs = src_at..src_at + 2 * src_b.len();
             checksums.push(Checksum { at: csum_at, ranges: vec![addrs, l4_at..f.len()], extra, udp: proto == PROTO_UDP });
         }
-        let mut layout = Layout { frame: f, fields, checksums };
+        let mut layout = Layout { frame: f, fields, checksums, restore_template: spec.restore_template };
         // The template itself carries valid checksums (and the first choice
         // of every field), so it is a correct packet even unmodified.
         let mut counter = 0u32;
@@ -544,6 +557,9 @@ mod asm {
     pub fn stxh(dst: u8, off: i16, src: u8) -> u64 {
         insn(0x6b, dst, src, off, 0)
     }
+    pub fn stxb(dst: u8, off: i16, src: u8) -> u64 {
+        insn(0x73, dst, src, off, 0)
+    }
     pub fn mov64_imm(dst: u8, imm: i32) -> u64 {
         insn(0xb7, dst, 0, 0, imm)
     }
@@ -623,6 +639,18 @@ fn assemble(layout: &Layout) -> Vec<u64> {
     ];
     let bounds_check = p.len() - 1;
     let off = |at: usize| at as i16;
+    if layout.restore_template {
+        let words = layout.frame.len() / 4;
+        for w in 0..words {
+            let b = &layout.frame[w * 4..w * 4 + 4];
+            p.push(mov32_imm(R1, i32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+            p.push(stxw(R7, off(w * 4), R1));
+        }
+        for at in words * 4..layout.frame.len() {
+            p.push(mov32_imm(R1, i32::from(layout.frame[at])));
+            p.push(stxb(R7, off(at), R1));
+        }
+    }
     for field in &layout.fields {
         p.push(call(BPF_FUNC_GET_PRANDOM_U32));
         match field {

@@ -126,6 +126,7 @@ pub fn ruleset(rng: &mut SmallRng) -> RuleSet {
             rate_limit: None,
             fragments: false,
             bucket: rs.l4.len() as u16,
+            syn_auth: false,
         };
         match protocol {
             Some(6) | Some(17) => {

@@ -107,8 +107,9 @@ fn xdp_program_matches_reference_classifier() {
     assert!(total >= 100_000 || std::env::var("EDGEFILTER_PACKETS").is_ok(), "CI must run at least 100,000 packets, ran {total}");
     // The generator must actually reach every decision, or the test proves little.
     // Domain rules and signatures have their own generators and tests
-    // (differential_names.rs, differential_signatures.rs, differential_ratelimit.rs).
-    let own_test = [Reason::Domain, Reason::Signature, Reason::Banned, Reason::RateLimit];
+    // (differential_names.rs, differential_signatures.rs, differential_ratelimit.rs,
+    // differential_synauth.rs).
+    let own_test = [Reason::Domain, Reason::Signature, Reason::Banned, Reason::RateLimit, Reason::SynAuth];
     for reason in Reason::ALL.into_iter().filter(|r| !own_test.contains(r)) {
         assert!(verdicts.keys().any(|(r, _)| *r == reason), "no generated packet reached reason {reason:?}");
     }

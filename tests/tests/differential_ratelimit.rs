@@ -92,6 +92,7 @@ fn ruleset(rng: &mut SmallRng) -> RuleSet {
             rate_limit: rng.random_bool(0.8).then(|| spec(rng)),
             fragments,
             bucket: rs.l4.len() as u16,
+            syn_auth: false,
         };
         // An entry listing several source ports: more slots of the same
         // rule, sharing the first one's buckets.

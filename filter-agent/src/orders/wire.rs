@@ -174,6 +174,7 @@ const ENTRY_FIELDS: &[&str] = &[
     "icmp_code",
     "rate_limit",
     "fragments",
+    "syn_auth",
     "domains",
     "dns_answer",
 ];
@@ -659,7 +660,15 @@ fn l4_entry(cx: &mut Check, path: &str, e: &Map<String, Value>, proto: &Value) -
             false
         }
     };
-    Some(L4Entry {
+    let syn_auth = match present(e, "syn_auth") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            cx.err(format!("{path}.syn_auth"), "must be true or false");
+            false
+        }
+    };
+    let entry = L4Entry {
         protocol: protocol?,
         source: source?,
         destination: destination?,
@@ -670,7 +679,12 @@ fn l4_entry(cx: &mut Check, path: &str, e: &Map<String, Value>, proto: &Value) -
         icmp_code,
         rate_limit,
         fragments,
-    })
+        syn_auth,
+    };
+    if let Some(msg) = entry.syn_auth_conflict() {
+        cx.err(format!("{path}.syn_auth"), msg);
+    }
+    Some(entry)
 }
 
 /// `source` / `destination` of an L4 entry: absent or `["any"]` = any.

@@ -8,6 +8,32 @@
 pub const L4_RATE_LIMIT: u16 = 1 << 7;
 /// `L4Rule::flags`: the rule matches fragments only (first and non-first).
 pub const L4_FRAGMENTS: u16 = 1 << 8;
+/// `L4Rule::flags`: SYN authentication. A SYN (without ACK) from a source
+/// not in `SYN_VERIFIED` is answered with a SYN cookie; an ACK from such a
+/// source is checked as a cookie ACK: valid, its source is verified and
+/// the ACK answered with a reset (the client connects again, now
+/// verified); not a cookie, it goes on to the next rules like every other
+/// packet the rule matches.
+pub const L4_SYN_AUTH: u16 = 1 << 9;
+
+/// `SYN_VERIFIED` key: a source that answered a SYN cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VerifiedKey {
+    pub addr: [u8; 16],
+    pub v6: u8,
+    pub _pad: [u8; 7],
+}
+
+/// Default `SYN_VERIFIED` capacity (LRU).
+pub const DEFAULT_SYN_VERIFIED_CAPACITY: u32 = 65_536;
+/// How long a verified source stays verified, by default.
+pub const DEFAULT_SYN_AUTH_SECONDS: u32 = 600;
+
+/// What the L4 walk asks the stage to do after a `syn_auth` rule matched
+/// (`L4Walk::matched`): answer the SYN with a cookie, or check the ACK.
+pub const L4_OUT_SYN_CHALLENGE: u32 = 3;
+pub const L4_OUT_ACK_CHECK: u32 = 4;
 
 /// What a bucket is kept per (`RateLimit::per`).
 pub const RL_PER_RULE: u8 = 0;

@@ -96,6 +96,27 @@ pub struct L4Entry {
     pub rate_limit: Option<super::ruleset::RateLimitSpec>,
     /// `fragments = true`: matches fragments only.
     pub fragments: bool,
+    /// `syn_auth = true`: SYN authentication instead of a drop (see
+    /// `maps::L4_SYN_AUTH`).
+    pub syn_auth: bool,
+}
+
+impl L4Entry {
+    /// Why `syn_auth` cannot be combined with the rest of the entry, if it
+    /// cannot: it answers SYNs and checks ACKs itself, so it takes TCP and
+    /// nothing that would select some segments only.
+    pub fn syn_auth_conflict(&self) -> Option<&'static str> {
+        if !self.syn_auth {
+            return None;
+        }
+        if self.protocol != 6 {
+            return Some("`syn_auth` needs protocol tcp");
+        }
+        if self.tcp_flags.is_some() || self.rate_limit.is_some() || self.fragments {
+            return Some("`syn_auth` answers SYNs and checks ACKs itself: no tcp_flags, rate_limit or fragments with it");
+        }
+        None
+    }
 }
 
 #[derive(Deserialize)]
@@ -131,6 +152,7 @@ struct RawEntry {
     dns_answer: Option<Spanned<String>>,
     rate_limit: Option<Spanned<toml::Value>>,
     fragments: Option<Spanned<bool>>,
+    syn_auth: Option<Spanned<bool>>,
 }
 
 /// Collects errors located in one file's text.
@@ -234,8 +256,8 @@ pub fn parse_dns_answer(text: &str) -> Result<DomainAction, String> {
 }
 
 /// The fields of an entry that only L4 rules have.
-pub const L4_ONLY_FIELDS: [&str; 9] =
-    ["source", "destination", "source_ports", "destination_ports", "tcp_flags", "icmp_type", "icmp_code", "rate_limit", "fragments"];
+pub const L4_ONLY_FIELDS: [&str; 10] =
+    ["source", "destination", "source_ports", "destination_ports", "tcp_flags", "icmp_type", "icmp_code", "rate_limit", "fragments", "syn_auth"];
 
 /// Patterns of a `domains` list, each once (first kept), or for each bad
 /// one its index and the reason.
@@ -342,7 +364,7 @@ fn entry(cx: &mut Ctx<'_>, raw: &Spanned<RawEntry>) -> Option<Entry> {
     (cx.errors.len() == before).then(|| Entry { line, comment: e.comment.clone(), kind })
 }
 
-fn l4_fields_present(e: &RawEntry) -> [(&'static str, bool); 9] {
+fn l4_fields_present(e: &RawEntry) -> [(&'static str, bool); 10] {
     let present = [
         e.source.is_some(),
         e.destination.is_some(),
@@ -353,6 +375,7 @@ fn l4_fields_present(e: &RawEntry) -> [(&'static str, bool); 9] {
         e.icmp_code.is_some(),
         e.rate_limit.is_some(),
         e.fragments.is_some(),
+        e.syn_auth.is_some(),
     ];
     std::array::from_fn(|i| (L4_ONLY_FIELDS[i], present[i]))
 }
@@ -460,7 +483,12 @@ fn l4_entry(cx: &mut Ctx<'_>, e: &RawEntry, proto: &Spanned<toml::Value>) -> L4E
     if fragments && (has_ports || e.tcp_flags.is_some() || e.icmp_type.is_some() || e.icmp_code.is_some()) {
         cx.err(e.fragments.as_ref().unwrap(), "`fragments` matches fragments, which carry no ports, flags or ICMP fields (non-first ones)");
     }
-    L4Entry { protocol, source, destination, source_ports, destination_ports, tcp_flags, icmp_type, icmp_code, rate_limit, fragments }
+    let syn_auth = e.syn_auth.as_ref().is_some_and(|f| *f.get_ref());
+    let entry = L4Entry { protocol, source, destination, source_ports, destination_ports, tcp_flags, icmp_type, icmp_code, rate_limit, fragments, syn_auth };
+    if let (Some(msg), Some(at)) = (entry.syn_auth_conflict(), e.syn_auth.as_ref()) {
+        cx.err(at, msg);
+    }
+    entry
 }
 
 fn net(cx: &mut Ctx<'_>, text: &Spanned<String>) -> Option<IpNet> {

@@ -246,6 +246,8 @@ pub struct L4Slot {
     /// per port range) share its rate-limit buckets, so `pps = 200` on an
     /// entry listing several ports is 200 in all, not 200 per port.
     pub bucket: u16,
+    /// SYN authentication instead of a drop (`maps::L4_SYN_AUTH`).
+    pub syn_auth: bool,
 }
 
 impl L4Slot {
@@ -257,6 +259,7 @@ impl L4Slot {
             || self.tcp_flags.is_some()
             || self.icmp_type.is_some()
             || self.icmp_code.is_some()
+            || self.syn_auth
     }
 }
 
@@ -394,6 +397,9 @@ pub struct Settings {
     pub reflection_ports: Vec<u16>,
     /// Sample one packet in this many per CPU for `filter-agent top` (0: off).
     pub sample_every: u32,
+    /// How long a source that answered a SYN cookie stays verified
+    /// (`syn_auth` rules), seconds.
+    pub syn_auth_seconds: u32,
 }
 
 impl Default for Settings {
@@ -410,6 +416,7 @@ impl Default for Settings {
             protect: Vec::new(),
             reflection_ports: crate::maps::DEFAULT_REFLECT_PORTS.to_vec(),
             sample_every: 0,
+            syn_auth_seconds: crate::maps::DEFAULT_SYN_AUTH_SECONDS,
         }
     }
 }
@@ -605,6 +612,7 @@ impl RuleSet {
                                     rate_limit: l4.rate_limit,
                                     fragments: l4.fragments,
                                     bucket,
+                                    syn_auth: l4.syn_auth,
                                 });
                             }
                         }
