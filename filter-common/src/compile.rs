@@ -448,6 +448,11 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
             Scope::Any => meta.l4_any_dst[slot / 64] |= 1u64 << (slot % 64),
             Scope::Nets(nets) => nets.iter().for_each(|n| bit(&mut scopes.entry((family(n), key_bits(n))).or_default().1)),
         }
+        for (i, mask) in meta.l4_by_proto.iter_mut().enumerate() {
+            if r.protocol.is_none_or(|p| l4_proto_index(p) == Some(i)) {
+                mask[slot / 64] |= 1u64 << (slot % 64);
+            }
+        }
         l4_rules.push(l4_rule(r));
         rate_limits.push(r.rate_limit.map(|spec| RateLimit { bucket: r.bucket, ..rate_limit(spec) }).unwrap_or_default());
     }

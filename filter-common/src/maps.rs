@@ -22,6 +22,17 @@ pub use sig::*;
 pub const MAX_L4_RULES: u32 = 256;
 /// 64-bit words in an L4 candidate bitmap (`MAX_L4_RULES / 64`).
 pub const L4_WORDS: usize = 4;
+
+/// `GenerationMeta::l4_by_proto` index of an IP protocol that has a mask.
+pub const fn l4_proto_index(protocol: u8) -> Option<usize> {
+    match protocol {
+        6 => Some(0),
+        17 => Some(1),
+        1 => Some(2),
+        58 => Some(3),
+        _ => None,
+    }
+}
 /// Distinct L4 scope bitmaps per generation (index 0 is the empty set).
 pub const MAX_L4_SETS: u32 = 4096;
 /// Rule ids are indexes into `RULE_STATS`; 0 means "no rule".
@@ -182,6 +193,10 @@ pub struct GenerationMeta {
     pub l4_any_src: [u64; L4_WORDS],
     /// L4 rules whose destination is "any address".
     pub l4_any_dst: [u64; L4_WORDS],
+    /// L4 rules a packet of each protocol can match (`L4_PROTO_*`: the
+    /// rule's protocol, or any): the walk skips the others without
+    /// looking at them. Other protocols look at every candidate.
+    pub l4_by_proto: [[u64; L4_WORDS]; 4],
     /// `META_*` flags.
     pub flags: u32,
     /// Number of L4 rule slots in use (0 skips the L4 stage).
@@ -246,6 +261,7 @@ impl Default for GenerationMeta {
         GenerationMeta {
             l4_any_src: [0; L4_WORDS],
             l4_any_dst: [0; L4_WORDS],
+            l4_by_proto: [[0; L4_WORDS]; 4],
             flags: 0,
             l4_rule_count: 0,
             fragment_policy: [FRAG_PASS; 256],

@@ -74,23 +74,27 @@ pub extern "C" fn edgefilter_l4_stage(ctx: *mut xdp_md, meta: *const GenerationM
     let dst_set = l4_set(generation, sets as u32);
     let mut any = 0;
     let mut i = 0;
+    let by_proto = l4_proto_index(ip.protocol);
     while i < L4_WORDS {
         let s = meta.l4_any_src[i] | src_set.map_or(0, |s| s.words[i]);
         let d = meta.l4_any_dst[i] | dst_set.map_or(0, |s| s.words[i]);
+        // Rules for another protocol are not candidates.
+        let p = match by_proto {
+            Some(k) => meta.l4_by_proto[k & 3][i],
+            None => u64::MAX,
+        };
         // SAFETY: scratch through raw pointers (see `crate::mem`).
-        put(unsafe { core::ptr::addr_of_mut!((*w).candidates[i]) }, s & d);
-        any |= s & d;
+        put(unsafe { core::ptr::addr_of_mut!((*w).candidates[i]) }, s & d & p);
+        any |= s & d & p;
         i += 1;
     }
     if any == 0 {
         return 0;
     }
-    let frozen = CONFIG.get(0).map_or(0, |c| c.frozen_ns);
-    // SAFETY: helper without arguments.
-    let now = if frozen != 0 { frozen } else { unsafe { bpf_ktime_get_ns() } };
     set!(w, src, ip.src);
     set!(w, dst, ip.dst);
-    set!(w, now, now);
+    // Read when a rule needs it (`clock`): most walks never do.
+    set!(w, now, 0);
     set!(w, len, len);
     set!(w, generation, generation);
     set!(w, matched, 0);
@@ -120,6 +124,8 @@ pub extern "C" fn edgefilter_l4_stage(ctx: *mut xdp_md, meta: *const GenerationM
             }
         }
         L4_OUT_ACK_CHECK => {
+            // SAFETY: as above.
+            let now = clock(unsafe { &mut *w });
             if crate::synauth::check_ack(ctx, ip, now) {
                 hit(rule, len);
                 return 3;
@@ -136,29 +142,56 @@ pub extern "C" fn edgefilter_l4_stage(ctx: *mut xdp_md, meta: *const GenerationM
     }
 }
 
-/// One candidate: take the lowest remaining slot, evaluate it. Returns 1 to
-/// stop the loop (no candidates left, or an enforcing rule matched).
+/// The packet's time (ns), read once per packet when first needed: the
+/// kernel's clock, or `CONFIG.frozen_ns` when a test set it.
+#[inline(always)]
+fn clock(w: &mut L4Walk) -> u64 {
+    if w.now == 0 {
+        let frozen = CONFIG.get(0).map_or(0, |c| c.frozen_ns);
+        // SAFETY: helper without arguments.
+        w.now = if frozen != 0 { frozen } else { unsafe { bpf_ktime_get_ns() } };
+    }
+    w.now
+}
+
+/// Candidates looked at per `bpf_loop` iteration: those that do not match
+/// cost a few instructions each instead of a callback each.
+const CANDIDATES_PER_STEP: u32 = 8;
+
+/// Takes the lowest remaining candidates, in slot order, until one
+/// matches (then evaluates it) or `CANDIDATES_PER_STEP` are seen. Returns
+/// 1 to stop the loop (no candidates left, or an enforcing rule matched).
 extern "C" fn l4_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: per-CPU scratch, used by this invocation only.
     let Some(w) = L4_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p }) else { return 1 };
-    let mut word = L4_WORDS;
-    for i in 0..L4_WORDS {
-        if w.candidates[i] != 0 {
-            word = i;
-            break;
+    let mut seen = 0;
+    while seen < CANDIDATES_PER_STEP {
+        seen += 1;
+        let mut word = L4_WORDS;
+        for i in 0..L4_WORDS {
+            if w.candidates[i] != 0 {
+                word = i;
+                break;
+            }
+        }
+        if word >= L4_WORDS {
+            return 1;
+        }
+        let bits = w.candidates[word];
+        let lowest = bits & bits.wrapping_neg();
+        w.candidates[word] = bits ^ lowest;
+        let slot = (word as u32) * 64 + (lowest - 1).count_ones();
+        let Some(rule) = L4_RULES.get(w.generation * MAX_L4_RULES + slot) else { continue };
+        if l4_matches(rule, w) {
+            return evaluate(w, rule, slot);
         }
     }
-    if word >= L4_WORDS {
-        return 1;
-    }
-    let bits = w.candidates[word];
-    let lowest = bits & bits.wrapping_neg();
-    w.candidates[word] = bits ^ lowest;
-    let slot = (word as u32) * 64 + (lowest - 1).count_ones();
-    let Some(rule) = L4_RULES.get(w.generation * MAX_L4_RULES + slot) else { return 0 };
-    if !l4_matches(rule, w) {
-        return 0;
-    }
+    0
+}
+
+/// A candidate that matched: 1 stops the walk.
+#[inline(always)]
+fn evaluate(w: &mut L4Walk, rule: &L4Rule, slot: u32) -> i64 {
     if rule.flags & L4_SYN_AUTH != 0 {
         return syn_auth_step(rule, w);
     }
@@ -197,7 +230,8 @@ fn syn_auth_step(rule: &L4Rule, w: &mut L4Walk) -> i64 {
     } else {
         return 0;
     };
-    if crate::synauth::verified(&w.src, w.v6, w.now, w.syn_auth_ns) {
+    let now = clock(w);
+    if crate::synauth::verified(&w.src, w.v6, now, w.syn_auth_ns) {
         return 0;
     }
     if out == L4_OUT_SYN_CHALLENGE {
@@ -303,7 +337,7 @@ fn conform(w: &mut L4Walk, rl: &RateLimit) -> bool {
         }
         _ => k.v6 = 0,
     }
-    let (now, len) = (w.now, w.len);
+    let (now, len) = (clock(w), w.len);
     let found = RL_STATE.get_ptr_mut(&w.key);
     let st: &mut RlState = match found {
         // SAFETY: an LRU value; concurrent CPUs may race (see above).
