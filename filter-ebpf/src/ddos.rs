@@ -110,9 +110,8 @@ pub extern "C" fn edgefilter_l4_stage(ctx: *mut xdp_md, meta: *const GenerationM
     set!(w, dst_port, ip.dst_port);
     set!(w, not_cookie, 0);
     set!(w, syn_auth_ns, meta.syn_auth_ns);
-    // SAFETY: the callback finds its state in the scratch map.
-    unsafe { bpf_loop(MAX_L4_RULES, l4_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
-    // SAFETY: as above.
+    walk();
+    // SAFETY: scratch through raw pointers (see `crate::mem`).
     let matched = get(unsafe { core::ptr::addr_of!((*w).matched) });
     let rule = get(unsafe { core::ptr::addr_of!((*w).syn_rule) });
     match matched {
@@ -134,11 +133,20 @@ pub extern "C" fn edgefilter_l4_stage(ctx: *mut xdp_md, meta: *const GenerationM
             // `syn_auth` rules let the ACK through without a new check).
             set!(w, not_cookie, 1);
             set!(w, matched, 0);
-            // SAFETY: as above.
-            unsafe { bpf_loop(MAX_L4_RULES, l4_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
+            walk();
             get(unsafe { core::ptr::addr_of!((*w).matched) })
         }
         m => m,
+    }
+}
+
+/// Walks the candidates: the first step called directly (most packets
+/// have no more than `CANDIDATES_PER_STEP`), the rest under `bpf_loop`.
+#[inline(always)]
+fn walk() {
+    if l4_step(0, core::ptr::null_mut()) == 0 {
+        // SAFETY: the callback finds its state in the scratch map.
+        unsafe { bpf_loop(MAX_L4_RULES, l4_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
     }
 }
 
