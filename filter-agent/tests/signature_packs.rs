@@ -54,7 +54,7 @@ fn bundled_packs_load_as_attack_orders_and_compile() {
     let compiled = filter_common::compile::compile(&rules, 0).expect("compiles");
     assert_eq!(compiled.meta.sig_rules as usize, total);
     assert_eq!(compiled.meta.sig_scan_bytes, 2048);
-    assert!(compiled.signatures.patterns >= 10 && compiled.signatures.transitions.len() > 0);
+    assert!(compiled.signatures.patterns >= 10 && !compiled.signatures.transitions.is_empty());
 }
 
 #[test]

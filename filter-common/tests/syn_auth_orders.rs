@@ -19,8 +19,7 @@ action = "drop"
 fn syn_auth_entries_compile_into_syn_auth_slots() {
     let text = format!("{HEADER}\n[[entry]]\nprotocol = \"tcp\"\ndestination = [\"198.51.100.10\"]\ndestination_ports = [80, 443]\nsyn_auth = true\n");
     let order = parse_order(Path::new("o.toml"), &text).expect("parses");
-    let mut settings = Settings::default();
-    settings.syn_auth_seconds = 30;
+    let settings = Settings { syn_auth_seconds: 30, ..Settings::default() };
     let rules = RuleSet::build(settings, &[order], chrono::Utc::now()).unwrap();
     assert_eq!(rules.l4.len(), 2, "one slot per port");
     assert!(rules.l4.iter().all(|s| s.syn_auth && s.rate_limit.is_none()));

@@ -396,8 +396,8 @@ fn build_dfa(out: &mut KernelSignatures, patterns: &[Vec<u8>], rules: &[Vec<u32>
         let sid = order[i];
         for &b in &reps {
             let next = dfa.next_state(Anchored::No, sid, b);
-            if !number.contains_key(&next) {
-                number.insert(next, order.len() as u32);
+            if let std::collections::hash_map::Entry::Vacant(slot) = number.entry(next) {
+                slot.insert(order.len() as u32);
                 order.push(next);
             }
         }
