@@ -660,11 +660,12 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Sources verified by SYN authentication now held (`SYN_VERIFIED`;
-    /// expired ones included until the LRU evicts them).
-    pub fn syn_verified_count(&self) -> Result<usize> {
-        let map: aya::maps::HashMap<&MapData, VerifiedKey, u64> = aya::maps::HashMap::try_from(self.map(names::SYN_VERIFIED)?)?;
-        Ok(map.keys().count())
+    /// Sources SYN authentication verified less than `ttl_ns` before
+    /// `now_ns` (kernel monotonic clock); `None` without a `SYN_VERIFIED` map.
+    pub fn syn_verified_in_force(&self, now_ns: u64, ttl_ns: u64) -> Result<Option<u64>> {
+        let Some(map) = self.ebpf.map(names::SYN_VERIFIED) else { return Ok(None) };
+        let map: aya::maps::HashMap<&MapData, VerifiedKey, u64> = aya::maps::HashMap::try_from(map)?;
+        Ok(Some(map.iter().filter_map(|e| e.ok()).filter(|(_, at)| now_ns.wrapping_sub(*at) < ttl_ns).count() as u64))
     }
 
     /// Lifts every ban (`BANS`).

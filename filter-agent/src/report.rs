@@ -163,6 +163,9 @@ pub struct Snapshot {
     pub rates_interval: f64,
     /// Every `[[ddos_policy]]`, active or not.
     pub mitigations: Vec<Mitigation>,
+    /// SYN authentication: sources verified now, when some `syn_auth`
+    /// rule is in force.
+    pub syn_verified: Option<u64>,
 }
 
 pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
@@ -331,6 +334,11 @@ pub fn snapshot(agent: &Agent) -> anyhow::Result<Snapshot> {
         protected,
         rates_interval: agent.ddos.interval,
         mitigations,
+        syn_verified: if rules.l4.iter().any(|s| s.syn_auth) {
+            dp.syn_verified_in_force(crate::inspect::monotonic_ns(), u64::from(rules.settings.syn_auth_seconds) * 1_000_000_000)?
+        } else {
+            None
+        },
     })
 }
 
@@ -397,6 +405,10 @@ pub fn render_status(s: &Snapshot) -> String {
         }
     }
     render_protected(&mut out, s);
+    if let Some(n) = s.syn_verified {
+        let answered: u64 = s.reasons.iter().filter(|r| r.reason == filter_common::maps::Reason::SynAuth.name()).map(|r| r.packets).sum();
+        let _ = writeln!(out, "\nSYN authentication\n  sources verified now {n}   SYNs answered with a cookie or ACKs reset {answered}");
+    }
     let _ = writeln!(out, "\nPackets by decision\n  {:<16} {:<10} {:<6} {:>14} {:>16}", "interface", "reason", "action", "packets", "bytes");
     for r in s.reasons.iter().filter(|r| r.packets > 0) {
         let _ = writeln!(out, "  {:<16} {:<10} {:<6} {:>14} {:>16}", r.interface, r.reason, r.action, r.packets, r.bytes);
@@ -570,6 +582,11 @@ pub fn render_metrics(s: &Snapshot, m: &Metrics) -> anyhow::Result<String> {
     for c in &s.deep_inspection {
         deep.with_label_values(&[c.outcome]).inc_by(c.count);
     }
+    if let Some(n) = s.syn_verified {
+        let g = IntGauge::new("edgefilter_syn_verified_sources", "Sources that answered a SYN cookie and are verified now (syn_auth rules).")?;
+        registry.register(Box::new(g.clone()))?;
+        g.set(n as i64);
+    }
     if let Some(n) = s.bans {
         let bans = IntGauge::new("edgefilter_bans", "Sources banned by signatures now.")?;
         registry.register(Box::new(bans.clone()))?;
@@ -633,6 +650,7 @@ mod tests {
             protected: Vec::new(),
             rates_interval: 0.0,
             mitigations: Vec::new(),
+            syn_verified: None,
         }
     }
 

@@ -111,6 +111,9 @@ fn syn_cookies_verify_real_clients_and_answer_a_spoofed_flood_at_the_edge() {
     let answered = format!("edgefilter_packets_total{{action=\"drop\",interface=\"{}\",reason=\"syn_auth\"}}", h.server_if);
     let answered0 = metric(&m, &answered).unwrap_or(0.0);
     assert!(answered0 >= 2.0, "{answered} {answered0}");
+    assert_eq!(metric(&m, "edgefilter_syn_verified_sources"), Some(1.0), "the client is verified");
+    let status = h.fetch("/status");
+    assert!(status.contains("\nSYN authentication\n  sources verified now 1   SYNs answered with a cookie or ACKs reset "), "{status}");
 
     // The flood: every SYN answered at the edge, the client unaffected.
     let (src_mac, dst_mac) = (h.mac(CLIENT, &h.client_if), h.mac(SERVER, &h.server_if));
