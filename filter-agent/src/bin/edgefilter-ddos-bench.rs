@@ -683,6 +683,26 @@ const DROP_HEADER: [&str; 9] = [
     "Above floor ns",
 ];
 
+/// What bounds the targets on this veth, per flood: the floor (an XDP
+/// program that drops without looking) against nftables, the most any XDP
+/// dropper can reach; and edgefilter's plain L4 drop against xdp-filter's
+/// drop (like for like, no rate limit).
+fn ceiling_lines(r: &Report) -> Vec<String> {
+    let mut floods: Vec<&str> = r.cells.iter().map(|c| c.flood.as_str()).collect();
+    floods.dedup();
+    floods
+        .into_iter()
+        .filter_map(|flood| {
+            let cap = |d: &str| find(&r.cells, flood, d).map(|c| c.capacity_pps);
+            let floor = ratio(cap("floor")?, cap("nftables")?)?;
+            let plain = ratio(cap("edgefilter-l4")?, cap("xdp-filter")?)?;
+            Some(format!(
+                "`{flood}`: the floor (XDP_DROP without a look at the packet) is {floor:.2}x nftables per CPU here, the ceiling of any XDP dropper on this veth; edgefilter's plain L4 drop is {plain:.2}x xdp-filter per CPU."
+            ))
+        })
+        .collect()
+}
+
 fn drop_rows(r: &Report) -> Vec<[String; 9]> {
     r.cells
         .iter()
@@ -810,6 +830,9 @@ fn section(r: &Report) -> String {
     let _ = writeln!(md, "### Targets\n");
     let rows: Vec<[String; 4]> = r.targets.iter().map(|t| [t.name.clone(), t.goal.clone(), t.measured.clone(), met_text(t.met).into()]).collect();
     md += &md_table(["Target", "Goal", "Measured", "Result"], &rows);
+    for line in ceiling_lines(r) {
+        let _ = writeln!(md, "\n{line}");
+    }
     let _ = writeln!(md, "\nThe targets are judged per CPU: 10^9 / the receive thread's CPU ns per dropped packet, the packets/s one CPU (one receive queue) can drop. The packets/s dropped at full load are shown too; they are lower than the per-CPU figures by however long the receive thread waited to be woken (a VM's cross-CPU wake-ups are slow) and the 5% the kernel keeps from real-time threads.\n");
 
     let _ = writeln!(md, "### Flood drop rates at a veth\n");
