@@ -65,29 +65,31 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
     let Some(meta) = GEN_META.get(generation) else { return (0, Reason::Pass) };
     let fail_closed = meta.flags & META_FAIL_CLOSED != 0;
 
-    let mut ip = Ip::default();
-    match parse::parse(ctx, &mut ip) {
+    let mut slot = core::mem::MaybeUninit::<Ip>::uninit();
+    let ip = Ip::zeroed_in(&mut slot);
+    match parse::parse(ctx, ip) {
         Frame::MalformedL2 | Frame::MalformedL3 => return (fail_closed as u8, Reason::Malformed),
         Frame::Arp => return (0, Reason::Control),
         Frame::NonIp => return (0, Reason::NonIp),
         Frame::Ip => {}
     }
-    if is_neighbour_discovery(&ip) {
+    let ip: &Ip = ip;
+    if is_neighbour_discovery(ip) {
         return (0, Reason::Control);
     }
 
-    let (src, dst) = lookup(generation, &ip);
+    let (src, dst) = lookup(generation, ip);
     // An address no prefix covers has the default signature groups.
     let empty = PrefixEntry { sig_groups: meta.sig_default_groups, ..PrefixEntry::default() };
     if meta.protect_groups != 0 {
         if let Some(d) = dst {
             if d.protect != 0 {
-                crate::ddos::edgefilter_account(meta, &ip, d.protect - 1, len);
+                crate::ddos::edgefilter_account(meta, ip, d.protect - 1, len);
             }
         }
     }
     if meta.sample_every != 0 {
-        crate::ddos::sample(meta, &ip, len);
+        crate::ddos::sample(meta, ip, len);
     }
     let src = src.unwrap_or(&empty);
     let dst = dst.unwrap_or(&empty);
@@ -108,21 +110,21 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
         hit(dst.dst_drop_rule, len);
         return (1, Reason::Prefix);
     }
-    if CONFIG.get(0).is_some_and(|c| c.bans != 0) && crate::sig::edgefilter_banned(&ip, len) != 0 {
+    if CONFIG.get(0).is_some_and(|c| c.bans != 0) && crate::sig::edgefilter_banned(ip, len) != 0 {
         return (1, Reason::Banned);
     }
     if ip.upper_malformed {
         return (fail_closed as u8, Reason::Malformed);
     }
     if meta.domain_rules != 0 && ip.has_l4 && ip.fragment == FRAG_NONE {
-        match crate::l7::edgefilter_domain_stage(ctx.ctx, meta, &ip, len) {
+        match crate::l7::edgefilter_domain_stage(ctx.ctx, meta, ip, len) {
             1 => return (1, Reason::Domain),
             2 => return (2, Reason::Domain),
             _ => {}
         }
     }
     if meta.l4_rule_count != 0 {
-        match crate::ddos::edgefilter_l4_stage(ctx.ctx, meta, &ip, (src.l4_src_set as u64) << 32 | dst.l4_dst_set as u64, len) {
+        match crate::ddos::edgefilter_l4_stage(ctx.ctx, meta, ip, (src.l4_src_set as u64) << 32 | dst.l4_dst_set as u64, len) {
             1 => return (1, Reason::L4),
             2 => return (1, Reason::RateLimit),
             3 => return (2, Reason::SynAuth),
@@ -130,7 +132,7 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
             _ => {}
         }
     }
-    if meta.sig_rules != 0 && ip.has_l4 && ip.fragment == FRAG_NONE && crate::sig::edgefilter_signature_stage(ctx.ctx, meta, &ip, len, (src.sig_groups as u64) << 32 | dst.sig_groups as u64) != 0 {
+    if meta.sig_rules != 0 && ip.has_l4 && ip.fragment == FRAG_NONE && crate::sig::edgefilter_signature_stage(ctx.ctx, meta, ip, len, (src.sig_groups as u64) << 32 | dst.sig_groups as u64) != 0 {
         return (1, Reason::Signature);
     }
     if ip.fragment != FRAG_NONE {

@@ -324,7 +324,6 @@ fn refill(credit: u64, elapsed: u64, rate: u64, cap: u64, fill_ns: u64) -> u64 {
 #[inline(always)]
 fn conform(w: &mut L4Walk, rl: &RateLimit) -> bool {
     let k = &mut w.key;
-    k.addr = [0; 16];
     // The entry's first slot: an entry's port ranges share its buckets.
     k.slot = rl.bucket;
     k.port = 0;
@@ -343,7 +342,13 @@ fn conform(w: &mut L4Walk, rl: &RateLimit) -> bool {
             k.proto = w.protocol;
             k.port = if w.has_l4 != 0 && w.non_first == 0 { w.dst_port } else { 0 };
         }
-        _ => k.v6 = 0,
+        _ => {
+            // Per rule: no address. (Masked to nothing rather than
+            // assigned zeros, which compiles to a `memset` call.)
+            k.addr = w.dst;
+            mask(&mut k.addr, 0);
+            k.v6 = 0;
+        }
     }
     let (now, len) = (clock(w), w.len);
     let found = RL_STATE.get_ptr_mut(&w.key);

@@ -44,7 +44,7 @@ pub struct SynScratch {
 /// Whether `ip`'s source is verified at `now`.
 #[inline(always)]
 pub fn verified(src: &[u8; 16], v6: u8, now: u64, ttl: u64) -> bool {
-    let key = VerifiedKey { addr: *src, v6, _pad: [0; 7] };
+    let key = VerifiedKey { addr: *src, v6: v6 as u32, _pad: 0 };
     // SAFETY: plain value read of a hash map entry.
     unsafe { SYN_VERIFIED.get(&key) }.is_some_and(|&at| now.wrapping_sub(at) < ttl)
 }
@@ -129,7 +129,7 @@ pub fn check_ack(ctx: *mut xdp_md, ip: &Ip, now: u64) -> bool {
     if rc != 0 {
         return false;
     }
-    s.key = VerifiedKey { addr: ip.src, v6: ip.v6 as u8, _pad: [0; 7] };
+    s.key = VerifiedKey { addr: ip.src, v6: ip.v6 as u32, _pad: 0 };
     let _ = SYN_VERIFIED.insert(&s.key, &now, 0);
     let ack = u32::from_be_bytes([s.th[8], s.th[9], s.th[10], s.th[11]]);
     answer(ctx, ip, s, ack, 0, TCP_RST, 0)

@@ -21,8 +21,9 @@ pub const L4_SYN_AUTH: u16 = 1 << 9;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VerifiedKey {
     pub addr: [u8; 16],
-    pub v6: u8,
-    pub _pad: [u8; 7],
+    /// 0 or 1 (a word, so building a key is three stores, not a `memset`).
+    pub v6: u32,
+    pub _pad: u32,
 }
 
 /// Default `SYN_VERIFIED` capacity (LRU).

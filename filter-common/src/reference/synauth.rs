@@ -76,7 +76,7 @@ fn addrs(p: &IpPacket) -> ([u8; 16], [u8; 16], bool) {
 /// The `SYN_VERIFIED` key of the packet's source.
 pub fn verified_key(p: &IpPacket) -> VerifiedKey {
     let (src, _, v6) = addrs(p);
-    VerifiedKey { addr: src, v6: v6 as u8, _pad: [0; 7] }
+    VerifiedKey { addr: src, v6: v6 as u32, _pad: 0 }
 }
 
 /// The step for a packet that matched `slot` (a `syn_auth` rule) at `now`.
