@@ -3,8 +3,8 @@
 //! tests hold the two together.
 //!
 //! The payload's first bytes are copied into per-CPU scratch memory, walked
-//! through the fast-pattern DFA (64 bytes per `bpf_loop` iteration, or two
-//! interleaved walks over the halves of a long buffer), the
+//! through the fast-pattern DFA (64 bytes per `bpf_loop` iteration, as two
+//! or four interleaved walks over the parts of a long buffer), the
 //! candidate rules collected from the reporting states, and then checked by
 //! one `bpf_loop` state machine: each iteration picks a candidate, starts a
 //! content search or compares one byte, so the whole check costs at most
@@ -31,6 +31,10 @@ const WALK_STRIDE: u32 = 64;
 const PAIR_STRIDE: u32 = 32;
 /// Shortest buffer walked as two interleaved walks.
 const PAIR_MIN: u32 = 128;
+/// Byte quadruples per iteration, and the shortest buffer walked as four
+/// interleaved walks.
+const QUAD_STRIDE: u32 = 16;
+const QUAD_MIN: u32 = 256;
 const NONE: u32 = u32::MAX;
 /// Loop bounds: enough for the work they do, by construction.
 /// The walk: a stride per iteration, and an iteration ends early at each
@@ -79,6 +83,14 @@ struct Walk {
     row2: u32,
     pos2: u32,
     end2: u32,
+    /// Four interleaved walks (while `quad_k < quad_len`, see
+    /// `signature_stage`): walk `j` over `[quad_start[j], + quad_len)`,
+    /// recording reporting states from byte `quad_rec[j]` on.
+    quad_k: u32,
+    quad_len: u32,
+    quad_row: [u32; 4],
+    quad_start: [u32; 4],
+    quad_rec: [u32; 4],
     _pad: u32,
 }
 
@@ -272,7 +284,40 @@ fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64
     // in the single walk's state by the time it reaches the first's end.
     let overlap = if meta.sig_pattern_max == 0 { 1 } else { meta.sig_pattern_max as u32 };
     set!(walk, len, n);
-    if n >= PAIR_MIN && n >= 4 * overlap {
+    set!(walk, quad_k, 0);
+    set!(walk, quad_len, 0);
+    if n >= QUAD_MIN && n >= 8 * overlap {
+        // Four walks of `seg` bytes, each starting `overlap - 1` bytes
+        // before the previous one's end, the last ending at `n`.
+        let back = overlap - 1;
+        let seg = (n + 3 * back + 3) / 4;
+        let s1 = seg - back;
+        let s2 = s1 + seg - back;
+        let q = unsafe { core::ptr::addr_of_mut!((*walk).quad_row) };
+        let st = unsafe { core::ptr::addr_of_mut!((*walk).quad_start) };
+        let rec = unsafe { core::ptr::addr_of_mut!((*walk).quad_rec) };
+        let mut j = 0;
+        while j < 4 {
+            // SAFETY: index in range.
+            put(unsafe { core::ptr::addr_of_mut!((*q)[j]) }, start);
+            j += 1;
+        }
+        // SAFETY: indexes in range.
+        unsafe {
+            put(core::ptr::addr_of_mut!((*st)[0]), 0);
+            put(core::ptr::addr_of_mut!((*st)[1]), s1);
+            put(core::ptr::addr_of_mut!((*st)[2]), s2);
+            put(core::ptr::addr_of_mut!((*st)[3]), n - seg);
+            put(core::ptr::addr_of_mut!((*rec)[0]), 0);
+            put(core::ptr::addr_of_mut!((*rec)[1]), seg);
+            put(core::ptr::addr_of_mut!((*rec)[2]), s1 + seg);
+            put(core::ptr::addr_of_mut!((*rec)[3]), s2 + seg);
+        }
+        set!(walk, quad_len, seg);
+        set!(walk, first_end, n);
+        set!(walk, pos2, 0);
+        set!(walk, end2, 0);
+    } else if n >= PAIR_MIN && n >= 4 * overlap {
         let first = (n + overlap) / 2;
         set!(walk, first_end, first);
         set!(walk, pos2, n - first);
@@ -481,6 +526,9 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(s) = scratch() else { return 1 };
     let Some(classes) = SIG_CLASSES.get(s.walk.generation & 1) else { return 1 };
     let Some(dfa) = SIG_DFA.get(s.walk.generation & 1) else { return 1 };
+    if s.walk.quad_k < s.walk.quad_len {
+        return walk_quad(s, classes, dfa);
+    }
     if s.walk.pos2 < s.walk.end2 {
         return walk_pair(s, classes, dfa);
     }
@@ -525,6 +573,54 @@ fn stride(pos: u64, end: u64, max: u32) -> u64 {
     } else {
         max as u64
     }
+}
+
+/// A stride of the four interleaved walks (equal lengths: they end
+/// together).
+#[inline(always)]
+fn walk_quad(s: &mut SigScratch, classes: &[u8; 256], dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
+    let (k0, seg) = (s.walk.quad_k as u64, s.walk.quad_len as u64);
+    let todo = stride(k0, seg, QUAD_STRIDE);
+    let st = s.walk.quad_start;
+    let (a, b, c, d) = (st[0] as u64 + k0, st[1] as u64 + k0, st[2] as u64 + k0, st[3] as u64 + k0);
+    let q = s.walk.quad_row;
+    let (mut t0, mut t1, mut t2, mut t3) = (q[0] as u64, q[1] as u64, q[2] as u64, q[3] as u64);
+    let m = SIG_DFA_SLOTS as u64 - 1;
+    let mut k = 0u64;
+    while k < todo {
+        let b0 = s.view[((a + k) & VIEW_MASK as u64) as usize];
+        let b1 = s.view[((b + k) & VIEW_MASK as u64) as usize];
+        let b2 = s.view[((c + k) & VIEW_MASK as u64) as usize];
+        let b3 = s.view[((d + k) & VIEW_MASK as u64) as usize];
+        t0 = dfa[((t0 + classes[b0 as usize] as u64) & m) as usize] as u64;
+        t1 = dfa[((t1 + classes[b1 as usize] as u64) & m) as usize] as u64;
+        t2 = dfa[((t2 + classes[b2 as usize] as u64) & m) as usize] as u64;
+        t3 = dfa[((t3 + classes[b3 as usize] as u64) & m) as usize] as u64;
+        k += 1;
+        if (t0 | t1 | t2 | t3) & SIG_NEXT_REPORTS as u64 != 0 {
+            break;
+        }
+    }
+    let mask = SIG_STATE_MASK as u64;
+    s.walk.quad_row = [(t0 & mask) as u32, (t1 & mask) as u32, (t2 & mask) as u32, (t3 & mask) as u32];
+    s.walk.quad_k = (k0 + k) as u32;
+    let rec = s.walk.quad_rec;
+    // A walk records a byte only from where it is in the single walk's
+    // state (the byte before that is the last it consumed: `start + k0 + k - 1`).
+    let ts = [t0, t1, t2, t3];
+    let ends = [a + k, b + k, c + k, d + k];
+    let mut j = 0;
+    while j < 4 {
+        if ts[j] & SIG_NEXT_REPORTS as u64 != 0 && ends[j] > rec[j] as u64 && !record(s, (ts[j] & mask) as u32) {
+            s.walk.overflow = 1;
+            return 1;
+        }
+        j += 1;
+    }
+    if k0 + k >= seg {
+        return 1;
+    }
+    0
 }
 
 /// A stride of the two interleaved walks (equal lengths: they end
