@@ -132,7 +132,11 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
             _ => {}
         }
     }
-    if meta.sig_rules != 0 && ip.has_l4 && ip.fragment == FRAG_NONE && crate::sig::edgefilter_signature_stage(ctx.ctx, meta, ip, len, (src.sig_groups as u64) << 32 | dst.sig_groups as u64) != 0 {
+    if meta.sig_rules != 0
+        && ip.has_l4
+        && ip.fragment == FRAG_NONE
+        && crate::sig::may_scan(meta, ip)
+        && crate::sig::edgefilter_signature_stage(ctx.ctx, meta, ip, len, (src.sig_groups as u64) << 32 | dst.sig_groups as u64) != 0 {
         return (1, Reason::Signature);
     }
     if ip.fragment != FRAG_NONE {

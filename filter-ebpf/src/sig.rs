@@ -239,22 +239,34 @@ pub extern "C" fn edgefilter_signature_stage(xdp: *mut xdp_md, meta: *const Gene
     stage(&ctx, meta, ip, len, groups)
 }
 
+/// Whether the stage looks at this packet at all: a TCP or UDP payload
+/// to a destination port some rule of that protocol applies to. The
+/// caller asks first, so other packets do not pay for the call.
 #[inline(always)]
-fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64) -> u32 {
+pub fn may_scan(meta: &GenerationMeta, ip: &Ip) -> bool {
     let generation = meta.generation as u32 & 1;
     let udp = match ip.protocol {
         IPPROTO_TCP => 0u32,
         IPPROTO_UDP => 1,
-        _ => return 0,
+        _ => return false,
     };
     if ip.payload_end <= ip.payload_off {
-        return 0;
+        return false;
     }
     if meta.sig_any_port[udp as usize] == 0 {
         let word = SIG_PORTS.get(generation * 2048 + udp * 1024 + (ip.dst_port as u32 >> 6)).copied().unwrap_or(0);
         if word & (1u64 << (ip.dst_port & 63)) == 0 {
-            return 0;
+            return false;
         }
+    }
+    true
+}
+
+#[inline(always)]
+fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64) -> u32 {
+    let generation = meta.generation as u32 & 1;
+    if !may_scan(meta, ip) {
+        return 0;
     }
     let Some(s) = SIG_SCRATCH.get_ptr_mut(0) else { return 0 };
     let payload_len = ip.payload_end - ip.payload_off;

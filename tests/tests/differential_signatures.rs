@@ -372,12 +372,13 @@ fn signature_stage_matches_reference() {
     }
 }
 
-/// Long buffers are walked as two interleaved walks that meet in the
-/// middle (the second starting a longest-pattern's length early): a
-/// pattern at every offset of buffers of several lengths, around that
-/// meeting point too, is found exactly as the reference finds it.
+/// Long buffers are walked as two or four interleaved walks, each
+/// starting a longest-pattern's length before the previous one's end: a
+/// pattern at every offset of buffers of several lengths (single, two- and
+/// four-walk ones), across those seams too, is found exactly as the
+/// reference finds it.
 #[test]
-fn pattern_found_at_every_offset_of_a_two_walk_buffer() {
+fn pattern_found_at_every_offset_of_a_multi_walk_buffer() {
     let vars: HashMap<String, String> = HashMap::new();
     // The 40-byte pattern sets the walks' overlap; the short one is moved
     // across every offset, including the overlap's edges.
@@ -408,7 +409,7 @@ fn pattern_found_at_every_offset_of_a_two_walk_buffer() {
     let reference = Reference::new(&rules);
     let flow = Flow::with_addrs("198.18.0.1".parse().unwrap(), "198.19.0.1".parse().unwrap(), 80);
     let mut dropped = 0;
-    for len in [127usize, 128, 160, 161, 255, 362, 1024] {
+    for len in [127usize, 128, 160, 161, 255, 319, 320, 362, 1024] {
         for at in 0..=len - 4 {
             let mut payload = vec![b'.'; len];
             // Part of the long pattern too, so its states are visited.
