@@ -477,13 +477,15 @@ fn labels_equal(pattern: &str, labels: &[Vec<u8>]) -> bool {
     parts.next().is_none()
 }
 
-fn csum_add(sum: &mut u64, b: &[u8]) {
+/// Adds `b` (16-bit big-endian words, an odd last byte padded) to an
+/// Internet checksum sum; [`csum_fold`] folds it.
+pub(crate) fn csum_add(sum: &mut u64, b: &[u8]) {
     for chunk in b.chunks(2) {
         *sum += (u64::from(chunk[0]) << 8) | u64::from(*chunk.get(1).unwrap_or(&0));
     }
 }
 
-fn csum_fold(mut sum: u64) -> u16 {
+pub(crate) fn csum_fold(mut sum: u64) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }

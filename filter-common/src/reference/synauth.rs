@@ -185,14 +185,9 @@ fn answer(frame: &[u8], p: &IpPacket, seq: u32, ack: u32, flags: u8, window: u16
 
 /// The Internet checksum of the concatenated parts (each of even length).
 fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
+    let mut sum = 0;
     for part in parts {
-        for w in part.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
-        }
+        super::names::csum_add(&mut sum, part);
     }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    !super::names::csum_fold(sum)
 }
