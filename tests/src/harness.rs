@@ -294,3 +294,37 @@ impl Flow {
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
+
+/// A line service in the server's namespace at `addr`: on every connection
+/// each line `GET x` is answered `OK x`, until the client closes or is
+/// silent for 2 s. Accepts until `stop`; the thread returns the number of
+/// connections accepted.
+pub fn line_service(h: &Harness, addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = h.ns.within(SERVER, move || std::net::TcpListener::bind(addr).expect("bind TCP service"));
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let mut accepted = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    accepted += 1;
+                    std::thread::spawn(move || {
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                        let mut reader = BufReader::new(conn.try_clone().unwrap());
+                        let mut line = String::new();
+                        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                            if (&conn).write_all(format!("OK {}", line.trim_start_matches("GET ")).as_bytes()).is_err() {
+                                break;
+                            }
+                            line.clear();
+                        }
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        accepted
+    })
+}

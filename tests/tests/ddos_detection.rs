@@ -9,7 +9,7 @@
 //! has passed. `filter-agent top` names the victim and the source from
 //! the traffic samples. Only 2001:db8::/32 addresses are used.
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -127,27 +127,10 @@ struct Transactions {
 impl Transactions {
     fn start(h: &Harness) -> Transactions {
         let addr: SocketAddr = format!("[{SERVER_V6}]:8080").parse().unwrap();
-        let listener = h.ns.within(SERVER, move || TcpListener::bind(addr).expect("bind TCP service"));
-        listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
+        let server = edgefilter_tests::harness::line_service(h, addr, stop.clone());
         let server = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        std::thread::spawn(move || {
-                            conn.set_nonblocking(false).unwrap();
-                            conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                            let mut reader = BufReader::new(conn.try_clone().unwrap());
-                            let mut line = String::new();
-                            if reader.read_line(&mut line).is_ok() {
-                                let _ = (&conn).write_all(format!("OK {}", line.trim_start_matches("GET ")).as_bytes());
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
+            let _ = server.join();
         });
         // The client's socket is made in the client namespace, each time.
         let client_ns = format!("/run/netns/{}", h.ns.names[CLIENT]);

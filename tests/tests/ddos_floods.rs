@@ -14,7 +14,7 @@
 //! it (the LRU evicts old buckets, nothing fails); only the
 //! per-destination limit holds the flood back.
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -85,29 +85,10 @@ struct Transactions {
 impl Transactions {
     fn start(h: &Harness) -> Transactions {
         let addr: SocketAddr = format!("[{SERVER_V6}]:8080").parse().unwrap();
-        let listener = h.ns.within(SERVER, move || TcpListener::bind(addr).expect("bind TCP service"));
-        listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
+        let server = edgefilter_tests::harness::line_service(h, addr, stop.clone());
         let server = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        std::thread::spawn(move || {
-                            conn.set_nonblocking(false).unwrap();
-                            let mut reader = BufReader::new(conn.try_clone().unwrap());
-                            let mut line = String::new();
-                            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                                if (&conn).write_all(format!("OK {}", line.trim_start_matches("GET ")).as_bytes()).is_err() {
-                                    break;
-                                }
-                                line.clear();
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
+            let _ = server.join();
         });
         let client_ns = format!("/run/netns/{}", h.ns.names[CLIENT]);
         let (s, done, failures) = (stop.clone(), Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));

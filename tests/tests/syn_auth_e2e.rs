@@ -7,7 +7,7 @@
 //! SYN cookies are never needed) while the verified client's new
 //! connections all complete.
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -72,30 +72,8 @@ fn syn_cookies_verify_real_clients_and_answer_a_spoofed_flood_at_the_edge() {
     h.start();
 
     let addr: SocketAddr = format!("[{SERVER_V6}]:8080").parse().unwrap();
-    let listener = h.ns.within(SERVER, move || TcpListener::bind(addr).expect("bind"));
     let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    listener.set_nonblocking(true).unwrap();
-    let server = std::thread::spawn(move || {
-        let mut accepted = 0u64;
-        while !s.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((conn, _)) => {
-                    accepted += 1;
-                    std::thread::spawn(move || {
-                        conn.set_nonblocking(false).unwrap();
-                        conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                        let mut line = String::new();
-                        if BufReader::new(conn.try_clone().unwrap()).read_line(&mut line).is_ok() {
-                            let _ = (&conn).write_all(format!("OK {}", line.trim_start_matches("GET ")).as_bytes());
-                        }
-                    });
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-        accepted
-    });
+    let server = edgefilter_tests::harness::line_service(&h, addr, stop.clone());
     let syncookies_before = server_counter(&h, "TcpExtSyncookiesSent");
 
     // The first connection meets the challenge and is reset; the next ones
