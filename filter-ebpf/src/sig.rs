@@ -3,8 +3,8 @@
 //! tests hold the two together.
 //!
 //! The payload's first bytes are copied into per-CPU scratch memory, walked
-//! through the fast-pattern DFA (64 bytes per `bpf_loop` iteration, as two
-//! or four interleaved walks over the parts of a long buffer), the
+//! through the fast-pattern DFA (one walk over a short buffer, four
+//! interleaved walks over the parts of a longer one), the
 //! candidate rules collected from the reporting states, and then checked by
 //! one `bpf_loop` state machine: each iteration picks a candidate, starts a
 //! content search or compares one byte, so the whole check costs at most
@@ -27,14 +27,14 @@ const VIEW_MASK: u32 = SIG_SCAN_MAX - 1;
 /// fixed cost (call, scratch and class-table lookups) is paid once per
 /// stride.
 const WALK_STRIDE: u32 = 64;
-/// Byte pairs per iteration when two walks are interleaved.
-const PAIR_STRIDE: u32 = 32;
-/// Shortest buffer walked as two interleaved walks.
-const PAIR_MIN: u32 = 128;
 /// Byte quadruples per iteration, and the shortest buffer walked as four
-/// interleaved walks.
-const QUAD_STRIDE: u32 = 16;
-const QUAD_MIN: u32 = 256;
+/// interleaved walks (a shorter one is walked in one).
+const QUAD_STRIDE: u32 = 128;
+const QUAD_MIN: u32 = 128;
+/// Room for one walk's part: at most `(n + 3 * overlap) / 4 + 7` bytes
+/// (`quad_parts`) with `4 * overlap <= n <= SIG_SCAN_MAX`, so 1,799.
+const QUAD_SEG_MAX: u32 = 2048;
+const QUAD_SEG_MASK: u32 = QUAD_SEG_MAX - 1;
 const NONE: u32 = u32::MAX;
 /// Loop bounds: enough for the work they do, by construction.
 /// The walk: a stride per iteration, and an iteration ends early at each
@@ -62,11 +62,21 @@ pub struct SigScratch {
     /// last topped up.
     credit: u64,
     credit_at: u64,
+    /// The four walks' parts of `view`, one per row (see `walk_quad`).
+    quad: [[u8; QUAD_SEG_MAX as usize]; 4],
+    /// `SIG_CLASSES` of the generation, right after `quad`: the four
+    /// walks reach it from the same base address.
+    quad_classes: [u8; 256],
 }
+
+// `view` and the rows of `quad` are copied in aligned 8-byte words.
+const _: () = assert!(core::mem::offset_of!(SigScratch, view) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(SigScratch, quad) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(SigScratch, quad_classes) == core::mem::offset_of!(SigScratch, quad) + 4 * QUAD_SEG_MAX as usize);
 
 #[repr(C)]
 struct Walk {
-    /// Current state, premultiplied: the first slot of its row.
+    /// Current state, as its row's byte offset in the table (see `next`).
     row: u32,
     pos: u32,
     /// Bytes in `view` (the payload buffer the rules read).
@@ -75,14 +85,6 @@ struct Walk {
     generation: u32,
     n_hits: u32,
     overflow: u32,
-    /// Two interleaved walks (while `pos2 < end2`): the first over
-    /// `[0, first_end)` in `row`/`pos`, the second over
-    /// `[end2 - first_end, end2)`, recording reporting states only from
-    /// byte `first_end` on (see `signature_stage`).
-    first_end: u32,
-    row2: u32,
-    pos2: u32,
-    end2: u32,
     /// Four interleaved walks (while `quad_k < quad_len`, see
     /// `signature_stage`): walk `j` over `[quad_start[j], + quad_len)`,
     /// recording reporting states from byte `quad_rec[j]` on.
@@ -102,7 +104,8 @@ struct Collect {
     any: u32,
     hint: u32,
     generation: u32,
-    classes: u32,
+    /// Bytes per state row (`classes * 4`): a row's state is `row / row_bytes`.
+    row_bytes: u32,
     n_hits: u32,
 }
 
@@ -285,26 +288,28 @@ fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64
     // 1. The DFA walk.
     // SAFETY: raw pointers into the scratch (see `crate::mem`).
     let walk = unsafe { core::ptr::addr_of_mut!((*s).walk) };
-    let start = meta.sig_start * meta.sig_classes;
+    // Rows are byte offsets into the generation's table (see `next`).
+    let start = meta.sig_start * meta.sig_classes * 4;
     set!(walk, row, start);
     set!(walk, pos, 0);
-    set!(walk, row2, start);
-    // Two walks of equal length, interleaved, when the buffer is long
+    // Four walks of equal length, interleaved, when the buffer is long
     // enough: each byte's state then depends on the byte before it in its
-    // own walk only, so the CPU runs the two dependency chains side by
-    // side. The second starts far enough back (the longest pattern) to be
-    // in the single walk's state by the time it reaches the first's end.
+    // own walk only, so the CPU runs the four dependency chains side by
+    // side. Each starts far enough back (the longest pattern) to be in the
+    // single walk's state by the time it reaches the previous one's end.
+    // The walks cost `3 * overlap` more bytes than one walk, and one walk
+    // of `(n + 3 * overlap) / 4` bytes in time.
     let overlap = if meta.sig_pattern_max == 0 { 1 } else { meta.sig_pattern_max as u32 };
     set!(walk, len, n);
     set!(walk, quad_k, 0);
     set!(walk, quad_len, 0);
-    if n >= QUAD_MIN && n >= 8 * overlap {
-        // Four walks of `seg` bytes, each starting `overlap - 1` bytes
-        // before the previous one's end, the last ending at `n`.
+    if n >= QUAD_MIN && n >= 4 * overlap {
+        // Four walks of `seg` bytes, each starting at least `overlap - 1`
+        // bytes before the previous one's end, on a multiple of 8 (the
+        // parts are copied in words). The last may run past `n`: it
+        // records nothing there.
         let back = overlap - 1;
-        let seg = (n + 3 * back + 3) / 4;
-        let s1 = seg - back;
-        let s2 = s1 + seg - back;
+        let (seg, s1, s2, s3) = quad_parts(n, back);
         let q = unsafe { core::ptr::addr_of_mut!((*walk).quad_row) };
         let st = unsafe { core::ptr::addr_of_mut!((*walk).quad_start) };
         let rec = unsafe { core::ptr::addr_of_mut!((*walk).quad_rec) };
@@ -319,25 +324,17 @@ fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64
             put(core::ptr::addr_of_mut!((*st)[0]), 0);
             put(core::ptr::addr_of_mut!((*st)[1]), s1);
             put(core::ptr::addr_of_mut!((*st)[2]), s2);
-            put(core::ptr::addr_of_mut!((*st)[3]), n - seg);
+            put(core::ptr::addr_of_mut!((*st)[3]), s3);
             put(core::ptr::addr_of_mut!((*rec)[0]), 0);
             put(core::ptr::addr_of_mut!((*rec)[1]), seg);
             put(core::ptr::addr_of_mut!((*rec)[2]), s1 + seg);
             put(core::ptr::addr_of_mut!((*rec)[3]), s2 + seg);
         }
+        // Each walk's part in its own row of `quad`: the four bytes of a
+        // step are then at one index, and one address serves them all.
+        let Some(classes) = SIG_CLASSES.get_ptr(generation) else { return 0 };
+        copy_parts(s, [s1 / 8, s2 / 8, s3 / 8], seg, classes);
         set!(walk, quad_len, seg);
-        set!(walk, first_end, n);
-        set!(walk, pos2, 0);
-        set!(walk, end2, 0);
-    } else if n >= PAIR_MIN && n >= 4 * overlap {
-        let first = (n + overlap) / 2;
-        set!(walk, first_end, first);
-        set!(walk, pos2, n - first);
-        set!(walk, end2, n);
-    } else {
-        set!(walk, first_end, n);
-        set!(walk, pos2, 0);
-        set!(walk, end2, 0);
     }
     set!(walk, base, meta.sig_dfa_base);
     set!(walk, generation, generation);
@@ -369,7 +366,7 @@ fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64
     set!(collect, any, 0);
     set!(collect, hint, 0);
     set!(collect, generation, generation);
-    set!(collect, classes, meta.sig_classes);
+    set!(collect, row_bytes, meta.sig_classes * 4);
     set!(collect, n_hits, n_hits);
     // SAFETY: as above.
     unsafe { bpf_loop(COLLECT_LOOPS, collect_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
@@ -539,10 +536,7 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(classes) = SIG_CLASSES.get(s.walk.generation & 1) else { return 1 };
     let Some(dfa) = SIG_DFA.get(s.walk.generation & 1) else { return 1 };
     if s.walk.quad_k < s.walk.quad_len {
-        return walk_quad(s, classes, dfa);
-    }
-    if s.walk.pos2 < s.walk.end2 {
-        return walk_pair(s, classes, dfa);
+        return walk_quad(s, dfa);
     }
     // 64-bit locals: u32 arithmetic would cost zero-extensions per byte.
     let (pos, len) = (s.walk.pos as u64, s.walk.len as u64);
@@ -556,7 +550,7 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     // the walk (which stays small enough for the i-cache).
     while k < todo {
         let b = s.view[((pos + k) & VIEW_MASK as u64) as usize];
-        t = dfa[((t + classes[b as usize] as u64) & (SIG_DFA_SLOTS as u64 - 1)) as usize] as u64;
+        t = next(dfa, t, classes[b as usize]);
         k += 1;
         if t & SIG_NEXT_REPORTS as u64 != 0 {
             break;
@@ -575,6 +569,18 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
+/// The transition from row `row` on byte class `class`. Rows are byte
+/// offsets into the table (`SIG_DFA` holds `state * classes * 4`), so the
+/// dependency chain from one byte to the next is an add, a mask, an add
+/// and a load: the class is scaled off the chain.
+#[inline(always)]
+fn next(dfa: &[u32; SIG_DFA_SLOTS as usize], row: u64, class: u8) -> u64 {
+    const MASK: u64 = (SIG_DFA_SLOTS as u64 - 1) * 4;
+    let at = ((row + ((class as u64) << 2)) & MASK) as usize;
+    // SAFETY: `at` is a multiple of 4 below the table's size in bytes.
+    unsafe { *((dfa.as_ptr() as *const u8).add(at) as *const u32) as u64 }
+}
+
 /// Bytes to walk this iteration: at most `max`, never past `end`. One
 /// bound per byte instead of two; the verifier sees it is at most `max`.
 #[inline(always)]
@@ -587,27 +593,86 @@ fn stride(pos: u64, end: u64, max: u32) -> u64 {
     }
 }
 
+/// The four walks' length and the starts of the last three: each start
+/// on a multiple of 8, at least `back` bytes before the previous walk's
+/// end; the shortest length whose last walk reaches `n` (the rounding
+/// costs each start at most 7 bytes, so at most 6 more than without it).
+#[inline(always)]
+fn quad_parts(n: u32, back: u32) -> (u32, u32, u32, u32) {
+    let mut seg = (n + 3 * back + 3) / 4;
+    let mut tries = 0;
+    loop {
+        let s1 = (seg - back) & !7;
+        let s2 = (s1 + seg - back) & !7;
+        let s3 = (s2 + seg - back) & !7;
+        if s3 + seg >= n || tries >= 8 {
+            return (seg, s1, s2, s3);
+        }
+        seg += 1;
+        tries += 1;
+    }
+}
+
+/// Copies the four walks' parts of `view` (starting at word 0 and at
+/// words `starts`, `seg` bytes each, rounded up to words) into the rows of
+/// `quad`. Volatile word copies: LLVM would otherwise make a `memcpy` call
+/// of them, byte by byte on BPF.
+#[inline(always)]
+fn copy_parts(s: *mut SigScratch, starts: [u32; 3], seg: u32, classes: *const [u8; 256]) {
+    const ROW_WORDS: usize = QUAD_SEG_MAX as usize / 8;
+    const VIEW_WORDS: u32 = SIG_SCAN_MAX / 8;
+    // SAFETY: both arrays are 8-aligned (asserted above) and in the scratch value.
+    let (view, rows) = unsafe { (core::ptr::addr_of!((*s).view) as *const u64, core::ptr::addr_of_mut!((*s).quad) as *mut u64) };
+    let words = ((seg + 7) / 8) & (ROW_WORDS as u32 - 1);
+    let (a, b, c) = (starts[0], starts[1], starts[2]);
+    let mut w = 0u32;
+    while w < words {
+        let x = w as usize;
+        // SAFETY: word indexes masked into `view` and under ROW_WORDS per row.
+        unsafe {
+            put(rows.add(x), get(view.add(x & (VIEW_WORDS as usize - 1))));
+            put(rows.add(ROW_WORDS + x), get(view.add(((a + w) & (VIEW_WORDS - 1)) as usize)));
+            put(rows.add(2 * ROW_WORDS + x), get(view.add(((b + w) & (VIEW_WORDS - 1)) as usize)));
+            put(rows.add(3 * ROW_WORDS + x), get(view.add(((c + w) & (VIEW_WORDS - 1)) as usize)));
+        }
+        w += 1;
+    }
+    // SAFETY: 32 aligned words each side (map values are 8-aligned; the
+    // field offset is asserted).
+    let (from, to) = (classes as *const u64, unsafe { core::ptr::addr_of_mut!((*s).quad_classes) } as *mut u64);
+    let mut w = 0;
+    while w < 32 {
+        // SAFETY: as above.
+        unsafe { put(to.add(w), get(from.add(w))) };
+        w += 1;
+    }
+}
+
 /// A stride of the four interleaved walks (equal lengths: they end
 /// together).
 #[inline(always)]
-fn walk_quad(s: &mut SigScratch, classes: &[u8; 256], dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
+fn walk_quad(s: &mut SigScratch, dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
     let (k0, seg) = (s.walk.quad_k as u64, s.walk.quad_len as u64);
     let todo = stride(k0, seg, QUAD_STRIDE);
-    let st = s.walk.quad_start;
-    let (a, b, c, d) = (st[0] as u64 + k0, st[1] as u64 + k0, st[2] as u64 + k0, st[3] as u64 + k0);
     let q = s.walk.quad_row;
     let (mut t0, mut t1, mut t2, mut t3) = (q[0] as u64, q[1] as u64, q[2] as u64, q[3] as u64);
-    let m = SIG_DFA_SLOTS as u64 - 1;
+    // The rows and the class table at constant offsets from one base.
+    let base = s.quad.as_ptr() as *const u8;
+    const ROW: usize = QUAD_SEG_MAX as usize;
+    const CLASSES: usize = 4 * ROW;
+    // Counted from 0: the verifier sees the loop end after `todo` steps.
     let mut k = 0u64;
     while k < todo {
-        let b0 = s.view[((a + k) & VIEW_MASK as u64) as usize];
-        let b1 = s.view[((b + k) & VIEW_MASK as u64) as usize];
-        let b2 = s.view[((c + k) & VIEW_MASK as u64) as usize];
-        let b3 = s.view[((d + k) & VIEW_MASK as u64) as usize];
-        t0 = dfa[((t0 + classes[b0 as usize] as u64) & m) as usize] as u64;
-        t1 = dfa[((t1 + classes[b1 as usize] as u64) & m) as usize] as u64;
-        t2 = dfa[((t2 + classes[b2 as usize] as u64) & m) as usize] as u64;
-        t3 = dfa[((t3 + classes[b3 as usize] as u64) & m) as usize] as u64;
+        // SAFETY: byte `k0 + k` (masked) of each row; classes indexed by a byte.
+        let (c0, c1, c2, c3) = unsafe {
+            let p = base.add(((k0 + k) & QUAD_SEG_MASK as u64) as usize);
+            let cls = |b: u8| *base.add(CLASSES + b as usize);
+            (cls(*p), cls(*p.add(ROW)), cls(*p.add(2 * ROW)), cls(*p.add(3 * ROW)))
+        };
+        t0 = next(dfa, t0, c0);
+        t1 = next(dfa, t1, c1);
+        t2 = next(dfa, t2, c2);
+        t3 = next(dfa, t3, c3);
         k += 1;
         if (t0 | t1 | t2 | t3) & SIG_NEXT_REPORTS as u64 != 0 {
             break;
@@ -616,14 +681,15 @@ fn walk_quad(s: &mut SigScratch, classes: &[u8; 256], dfa: &[u32; SIG_DFA_SLOTS 
     let mask = SIG_STATE_MASK as u64;
     s.walk.quad_row = [(t0 & mask) as u32, (t1 & mask) as u32, (t2 & mask) as u32, (t3 & mask) as u32];
     s.walk.quad_k = (k0 + k) as u32;
-    let rec = s.walk.quad_rec;
+    let (rec, st, n) = (s.walk.quad_rec, s.walk.quad_start, s.walk.len as u64);
     // A walk records a byte only from where it is in the single walk's
-    // state (the byte before that is the last it consumed: `start + k0 + k - 1`).
+    // state (the byte before that is the last it consumed: `start + k0 + k - 1`),
+    // and never past the buffer (the last walk may overrun it).
     let ts = [t0, t1, t2, t3];
-    let ends = [a + k, b + k, c + k, d + k];
     let mut j = 0;
     while j < 4 {
-        if ts[j] & SIG_NEXT_REPORTS as u64 != 0 && ends[j] > rec[j] as u64 && !record(s, (ts[j] & mask) as u32) {
+        let end = st[j] as u64 + k0 + k;
+        if ts[j] & SIG_NEXT_REPORTS as u64 != 0 && end > rec[j] as u64 && end <= n && !record(s, (ts[j] & mask) as u32) {
             s.walk.overflow = 1;
             return 1;
         }
@@ -635,57 +701,16 @@ fn walk_quad(s: &mut SigScratch, classes: &[u8; 256], dfa: &[u32; SIG_DFA_SLOTS 
     0
 }
 
-/// A stride of the two interleaved walks (equal lengths: they end
-/// together).
-#[inline(always)]
-fn walk_pair(s: &mut SigScratch, classes: &[u8; 256], dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
-    let (p1, p2, end1) = (s.walk.pos as u64, s.walk.pos2 as u64, s.walk.first_end as u64);
-    let todo = stride(p1, end1, PAIR_STRIDE);
-    // As in `walk_step`: transitions as loaded, masked by the next index.
-    let (mut t1, mut t2) = (s.walk.row as u64, s.walk.row2 as u64);
-    let mut k = 0u64;
-    while k < todo {
-        let b1 = s.view[((p1 + k) & VIEW_MASK as u64) as usize];
-        let b2 = s.view[((p2 + k) & VIEW_MASK as u64) as usize];
-        t1 = dfa[((t1 + classes[b1 as usize] as u64) & (SIG_DFA_SLOTS as u64 - 1)) as usize] as u64;
-        t2 = dfa[((t2 + classes[b2 as usize] as u64) & (SIG_DFA_SLOTS as u64 - 1)) as usize] as u64;
-        k += 1;
-        if (t1 | t2) & SIG_NEXT_REPORTS as u64 != 0 {
-            break;
-        }
-    }
-    let (r1, r2) = ((t1 & SIG_STATE_MASK as u64) as u32, (t2 & SIG_STATE_MASK as u64) as u32);
-    let (p1, p2) = (p1 + k, p2 + k);
-    s.walk.row = r1;
-    s.walk.pos = p1 as u32;
-    s.walk.row2 = r2;
-    s.walk.pos2 = p2 as u32;
-    if t1 & SIG_NEXT_REPORTS as u64 != 0 && !record(s, r1) {
-        s.walk.overflow = 1;
-        return 1;
-    }
-    // Before byte `first_end` the second walk may be in a shallower state
-    // than the single walk would: the first walk records those bytes.
-    if t2 & SIG_NEXT_REPORTS as u64 != 0 && p2 > end1 && !record(s, r2) {
-        s.walk.overflow = 1;
-        return 1;
-    }
-    if p1 >= end1 {
-        return 1;
-    }
-    0
-}
-
 extern "C" fn collect_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(s) = scratch() else { return 1 };
     let c = &mut s.collect;
     if c.cursor >= c.end {
-        if c.hit >= c.n_hits || c.classes == 0 {
+        if c.hit >= c.n_hits || c.row_bytes == 0 {
             return 1;
         }
         let row = s.hits[(c.hit as usize) & (SIG_MAX_HITS - 1)];
         c.hit += 1;
-        let state = row / c.classes;
+        let state = row / c.row_bytes;
         let Some(&info) = SIG_STATES.get(c.generation * MAX_SIG_STATES + (state & (MAX_SIG_STATES - 1))) else { return 1 };
         if info & SIG_STATE_HINT != 0 {
             c.hint = 1;

@@ -305,6 +305,12 @@ fn frame(rng: &mut SmallRng, rules: &RuleSet) -> Vec<u8> {
     }
 }
 
+/// The kernel's count of packets that had candidate rules.
+fn candidates(dp: &Dataplane) -> u64 {
+    let name = stat::NAMES[stat::CANDIDATES as usize];
+    dp.sig_totals().expect("SIG_STATS").into_iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| v)
+}
+
 fn run_once(dp: &Dataplane, frame: &[u8]) -> u32 {
     let mut out = vec![0u8; frame.len() + 256];
     let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
@@ -372,11 +378,11 @@ fn signature_stage_matches_reference() {
     }
 }
 
-/// Long buffers are walked as two or four interleaved walks, each
-/// starting a longest-pattern's length before the previous one's end: a
-/// pattern at every offset of buffers of several lengths (single, two- and
-/// four-walk ones), across those seams too, is found exactly as the
-/// reference finds it.
+/// Buffers of 128 bytes and at least 4 longest-pattern lengths (here 160)
+/// are walked as four interleaved walks, each starting a longest-pattern's
+/// length before the previous one's end: a pattern at every offset of
+/// buffers of several lengths (single-walk and four-walk ones), across
+/// those seams too, is found exactly as the reference finds it.
 #[test]
 fn pattern_found_at_every_offset_of_a_multi_walk_buffer() {
     let vars: HashMap<String, String> = HashMap::new();
@@ -389,6 +395,8 @@ fn pattern_found_at_every_offset_of_a_multi_walk_buffer() {
     let pack = parse_pack(std::path::Path::new("seam.rules"), &text, &vars, false).expect("pack");
     let mut rules = RuleSet::default();
     rules.settings.signatures.event_rate = 0;
+    // Whole Ethernet-sized payloads are scanned.
+    rules.settings.signatures.scan_bytes = 2048;
     for (i, sig) in pack.rules.into_iter().enumerate() {
         let rule_id = i as u32 + 1;
         let enforce = sig.action == filter_common::signatures::SigAction::Drop;
@@ -409,7 +417,7 @@ fn pattern_found_at_every_offset_of_a_multi_walk_buffer() {
     let reference = Reference::new(&rules);
     let flow = Flow::with_addrs("198.18.0.1".parse().unwrap(), "198.19.0.1".parse().unwrap(), 80);
     let mut dropped = 0;
-    for len in [127usize, 128, 160, 161, 255, 319, 320, 362, 1024] {
+    for len in [127usize, 128, 159, 160, 161, 200, 255, 319, 320, 362, 1024, 1460] {
         for at in 0..=len - 4 {
             let mut payload = vec![b'.'; len];
             // Part of the long pattern too, so its states are visited.
@@ -424,4 +432,28 @@ fn pattern_found_at_every_offset_of_a_multi_walk_buffer() {
         }
     }
     eprintln!("{dropped} placements dropped");
+
+    // The last walk may run a few bytes past the payload, over what an
+    // earlier, longer packet left in the scratch buffer: a pattern
+    // completed there must not count. Each pair: a long packet with the
+    // pattern ending 1 byte past `len`, then one of `len` bytes ending in
+    // the pattern's first 3 bytes.
+    let mut passed = 0;
+    for len in 160usize..=420 {
+        let mut long = vec![b'.'; 1024];
+        long[len - 3..len + 1].copy_from_slice(b"seam");
+        let frame = l7gen::tcp_frame(&flow, flow.seq, l7gen::tcp_flags::PSH | l7gen::tcp_flags::ACK, &long);
+        assert_eq!(run_once(&dp, &frame), XDP_DROP, "1,024 bytes, pattern at {}", len - 3);
+        let mut short = vec![b'.'; len];
+        short[len - 3..].copy_from_slice(b"sea");
+        let frame = l7gen::tcp_frame(&flow, flow.seq, l7gen::tcp_flags::PSH | l7gen::tcp_flags::ACK, &short);
+        assert!(!reference.classify(&frame).drop, "the reference must not find the pattern (len {len})");
+        let before = candidates(&dp);
+        assert_eq!(run_once(&dp, &frame), XDP_PASS, "payload of {len} bytes: the kernel matched bytes past its end");
+        // Not even a candidate: the rule check would reject it, but the
+        // walk itself must not report past the payload.
+        assert_eq!(candidates(&dp), before, "payload of {len} bytes: a pattern past its end made a candidate");
+        passed += 1;
+    }
+    eprintln!("{passed} short packets after long ones passed");
 }

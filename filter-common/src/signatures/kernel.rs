@@ -32,8 +32,9 @@ pub struct KernelSignatures {
     /// state, so a walk started that many bytes back is in the same state.
     pub max_pattern_len: u32,
     /// `states * n_classes` transitions (`SIG_DFA` slots of a generation):
-    /// the next state's row (`state * n_classes`), `SIG_NEXT_REPORTS` set
-    /// when it reports.
+    /// the next state's row as a byte offset into the table
+    /// (`state * n_classes * 4`: the kernel adds it to the table's address
+    /// without scaling it), `SIG_NEXT_REPORTS` set when it reports.
     pub transitions: Vec<u32>,
     /// Per state: `SIG_STATES` value.
     pub states: Vec<u64>,
@@ -421,7 +422,7 @@ fn build_dfa(out: &mut KernelSignatures, patterns: &[Vec<u8>], rules: &[Vec<u32>
     for (n, &sid) in order.iter().enumerate() {
         for (c, &b) in reps.iter().enumerate() {
             let next = dfa.next_state(Anchored::No, sid, b);
-            let mut slot = number[&next] * n_classes as u32;
+            let mut slot = number[&next] * n_classes as u32 * 4;
             if dfa.is_match(next) {
                 slot |= SIG_NEXT_REPORTS;
             }
