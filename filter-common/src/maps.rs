@@ -217,8 +217,8 @@ pub struct GenerationMeta {
     pub dns_ports: [u16; MAX_L7_PORTS],
     pub tls_ports: [u16; MAX_L7_PORTS],
     pub http_ports: [u16; MAX_L7_PORTS],
-    /// Bytes of the longest pattern in the signature DFA: the overlap the
-    /// second of two interleaved walks starts with.
+    /// Bytes of the longest pattern in the signature DFA: a walk started
+    /// afresh is in the single walk's state after that many bytes.
     pub sig_pattern_max: u16,
     pub _pad2: [u16; 3],
     /// Signatures in force (0 skips the signature stage).

@@ -3,8 +3,9 @@
 //! tests hold the two together.
 //!
 //! The payload's first bytes are copied into per-CPU scratch memory, walked
-//! through the fast-pattern DFA (one walk over a short buffer, four
-//! interleaved walks over the parts of a longer one), the
+//! through the fast-pattern DFA (one walk over a short buffer; over a
+//! longer one, four interleaved walks over its quarters, then a few bytes
+//! at each seam until the next walk is in the single walk's state), the
 //! candidate rules collected from the reporting states, and then checked by
 //! one `bpf_loop` state machine: each iteration picks a candidate, starts a
 //! content search or compares one byte, so the whole check costs at most
@@ -31,15 +32,23 @@ const WALK_STRIDE: u32 = 64;
 /// interleaved walks (a shorter one is walked in one).
 const QUAD_STRIDE: u32 = 128;
 const QUAD_MIN: u32 = 128;
-/// Room for one walk's part: at most `(n + 3 * overlap) / 4 + 7` bytes
-/// (`quad_parts`) with `4 * overlap <= n <= SIG_SCAN_MAX`, so 1,799.
+/// Room for one walk's part: `n / 4` rounded up to words, at most 1,024
+/// bytes.
 const QUAD_SEG_MAX: u32 = 2048;
 const QUAD_SEG_MASK: u32 = QUAD_SEG_MAX - 1;
+/// Steps per round of a seam's mending, and rounds per `bpf_loop`
+/// iteration (a round ends early at a report).
+const MEND_STRIDE: u32 = 64;
+const MEND_ROUNDS: u32 = 3;
+/// Early reports held per walk until its seam is mended (more: the seam
+/// is mended over the whole window instead).
+const HELD_MAX: usize = 4;
 const NONE: u32 = u32::MAX;
 /// Loop bounds: enough for the work they do, by construction.
 /// The walk: a stride per iteration, and an iteration ends early at each
-/// reporting state (at most one per byte).
-const WALK_LOOPS: u32 = SIG_SCAN_MAX + 1;
+/// reporting state (at most one per byte), plus the seams' mending (at
+/// most a longest pattern each, also ending early at reports).
+const WALK_LOOPS: u32 = 2 * SIG_SCAN_MAX + 64;
 const COLLECT_LOOPS: u32 = SIG_MAX_HITS as u32 * (MAX_SIG_RULES + 1) + 1;
 const EVAL_LOOPS: u32 = SIG_WORK_BUDGET + MAX_SIG_RULES + 2;
 /// Byte comparisons per `bpf_loop` iteration of the rule check.
@@ -86,14 +95,27 @@ struct Walk {
     n_hits: u32,
     overflow: u32,
     /// Four interleaved walks (while `quad_k < quad_len`, see
-    /// `signature_stage`): walk `j` over `[quad_start[j], + quad_len)`,
-    /// recording reporting states from byte `quad_rec[j]` on.
+    /// `signature_stage`): walk `j` over `[j * quad_len, + quad_len)`.
     quad_k: u32,
     quad_len: u32,
     quad_row: [u32; 4],
-    quad_start: [u32; 4],
-    quad_rec: [u32; 4],
-    _pad: u32,
+    /// The longest pattern: walk `j` is in the single walk's state from
+    /// its `quad_window`-th byte on.
+    quad_window: u32,
+    /// The start state's row.
+    start_row: u32,
+    /// Seam being mended (1 to 3; 4 when none is left, see `mend_step`),
+    /// bytes past it, and the rows of the single walk (`mend_true`) and of
+    /// walk `mend_seam` (`mend_fresh`) there.
+    mend_seam: u32,
+    mend_d: u32,
+    mend_true: u32,
+    mend_fresh: u32,
+    /// Reports of walk `j` before its `quad_window`-th byte, held until
+    /// its seam is mended: (end, row) pairs, and whether more came.
+    held: [[u32; 2 * HELD_MAX]; 4],
+    held_n: [u32; 4],
+    held_over: [u32; 4],
 }
 
 #[repr(C)]
@@ -295,45 +317,40 @@ fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64
     // Four walks of equal length, interleaved, when the buffer is long
     // enough: each byte's state then depends on the byte before it in its
     // own walk only, so the CPU runs the four dependency chains side by
-    // side. Each starts far enough back (the longest pattern) to be in the
-    // single walk's state by the time it reaches the previous one's end.
-    // The walks cost `3 * overlap` more bytes than one walk, and one walk
-    // of `(n + 3 * overlap) / 4` bytes in time.
-    let overlap = if meta.sig_pattern_max == 0 { 1 } else { meta.sig_pattern_max as u32 };
+    // side. Walk `j` starts afresh where walk `j - 1` ends; its first
+    // bytes may be in a shallower state than the single walk's, so each
+    // seam is then mended (`mend_step`).
+    let window = if meta.sig_pattern_max == 0 { 1 } else { meta.sig_pattern_max as u32 };
     set!(walk, len, n);
     set!(walk, quad_k, 0);
     set!(walk, quad_len, 0);
-    if n >= QUAD_MIN && n >= 4 * overlap {
-        // Four walks of `seg` bytes, each starting at least `overlap - 1`
-        // bytes before the previous one's end, on a multiple of 8 (the
-        // parts are copied in words). The last may run past `n`: it
-        // records nothing there.
-        let back = overlap - 1;
-        let (seg, s1, s2, s3) = quad_parts(n, back);
+    set!(walk, mend_seam, 4);
+    if n >= QUAD_MIN && n >= 4 * window {
+        // A quarter each, rounded up to words (the parts are copied in
+        // words): the last may run past `n`, and records nothing there.
+        // At least `window` bytes each, so every walk ends in the single
+        // walk's state.
+        let seg = ((n + 3) / 4 + 7) & !7;
         let q = unsafe { core::ptr::addr_of_mut!((*walk).quad_row) };
-        let st = unsafe { core::ptr::addr_of_mut!((*walk).quad_start) };
-        let rec = unsafe { core::ptr::addr_of_mut!((*walk).quad_rec) };
         let mut j = 0;
         while j < 4 {
-            // SAFETY: index in range.
-            put(unsafe { core::ptr::addr_of_mut!((*q)[j]) }, start);
+            // SAFETY: indexes in range.
+            unsafe {
+                put(core::ptr::addr_of_mut!((*q)[j]), start);
+                put(core::ptr::addr_of_mut!((*walk).held_n[j]), 0);
+                put(core::ptr::addr_of_mut!((*walk).held_over[j]), 0);
+            }
             j += 1;
         }
-        // SAFETY: indexes in range.
-        unsafe {
-            put(core::ptr::addr_of_mut!((*st)[0]), 0);
-            put(core::ptr::addr_of_mut!((*st)[1]), s1);
-            put(core::ptr::addr_of_mut!((*st)[2]), s2);
-            put(core::ptr::addr_of_mut!((*st)[3]), s3);
-            put(core::ptr::addr_of_mut!((*rec)[0]), 0);
-            put(core::ptr::addr_of_mut!((*rec)[1]), seg);
-            put(core::ptr::addr_of_mut!((*rec)[2]), s1 + seg);
-            put(core::ptr::addr_of_mut!((*rec)[3]), s2 + seg);
-        }
+        set!(walk, quad_window, window);
+        set!(walk, start_row, start);
+        set!(walk, mend_seam, 1);
+        set!(walk, mend_d, 0);
+        set!(walk, mend_fresh, start);
         // Each walk's part in its own row of `quad`: the four bytes of a
         // step are then at one index, and one address serves them all.
         let Some(classes) = SIG_CLASSES.get_ptr(generation) else { return 0 };
-        copy_parts(s, [s1 / 8, s2 / 8, s3 / 8], seg, classes);
+        copy_parts(s, seg / 8, classes);
         set!(walk, quad_len, seg);
     }
     set!(walk, base, meta.sig_dfa_base);
@@ -536,7 +553,15 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(classes) = SIG_CLASSES.get(s.walk.generation & 1) else { return 1 };
     let Some(dfa) = SIG_DFA.get(s.walk.generation & 1) else { return 1 };
     if s.walk.quad_k < s.walk.quad_len {
-        return walk_quad(s, dfa);
+        let r = walk_quad(s, dfa);
+        // The seams in the same call once the walks are done (a call and
+        // its return cost about as much as a few dozen steps).
+        if r != 0 || s.walk.quad_k < s.walk.quad_len {
+            return r;
+        }
+    }
+    if s.walk.mend_seam < 4 {
+        return mend_step(s, dfa);
     }
     // 64-bit locals: u32 arithmetic would cost zero-extensions per byte.
     let (pos, len) = (s.walk.pos as u64, s.walk.len as u64);
@@ -593,47 +618,31 @@ fn stride(pos: u64, end: u64, max: u32) -> u64 {
     }
 }
 
-/// The four walks' length and the starts of the last three: each start
-/// on a multiple of 8, at least `back` bytes before the previous walk's
-/// end; the shortest length whose last walk reaches `n` (the rounding
-/// costs each start at most 7 bytes, so at most 6 more than without it).
+/// Copies the four walks' parts of `view` (`seg_words` words each,
+/// walk `j`'s from word `j * seg_words`) into the rows of `quad`, and the
+/// class table after them. Volatile word copies: LLVM would otherwise
+/// make a `memcpy` call of them, byte by byte on BPF.
 #[inline(always)]
-fn quad_parts(n: u32, back: u32) -> (u32, u32, u32, u32) {
-    let mut seg = (n + 3 * back + 3) / 4;
-    let mut tries = 0;
-    loop {
-        let s1 = (seg - back) & !7;
-        let s2 = (s1 + seg - back) & !7;
-        let s3 = (s2 + seg - back) & !7;
-        if s3 + seg >= n || tries >= 8 {
-            return (seg, s1, s2, s3);
-        }
-        seg += 1;
-        tries += 1;
-    }
-}
-
-/// Copies the four walks' parts of `view` (starting at word 0 and at
-/// words `starts`, `seg` bytes each, rounded up to words) into the rows of
-/// `quad`. Volatile word copies: LLVM would otherwise make a `memcpy` call
-/// of them, byte by byte on BPF.
-#[inline(always)]
-fn copy_parts(s: *mut SigScratch, starts: [u32; 3], seg: u32, classes: *const [u8; 256]) {
+fn copy_parts(s: *mut SigScratch, seg_words: u32, classes: *const [u8; 256]) {
     const ROW_WORDS: usize = QUAD_SEG_MAX as usize / 8;
     const VIEW_WORDS: u32 = SIG_SCAN_MAX / 8;
     // SAFETY: both arrays are 8-aligned (asserted above) and in the scratch value.
     let (view, rows) = unsafe { (core::ptr::addr_of!((*s).view) as *const u64, core::ptr::addr_of_mut!((*s).quad) as *mut u64) };
-    let words = ((seg + 7) / 8) & (ROW_WORDS as u32 - 1);
-    let (a, b, c) = (starts[0], starts[1], starts[2]);
+    // Through memory: LLVM would otherwise drop the masks it can prove
+    // redundant, and the verifier cannot.
+    let seg_words = opaque(seg_words);
+    let words = seg_words & (ROW_WORDS as u32 - 1);
+    let seg = seg_words as u64;
     let mut w = 0u32;
     while w < words {
         let x = w as usize;
+        let from = |j: u64| ((j * seg + w as u64) & (VIEW_WORDS as u64 - 1)) as usize;
         // SAFETY: word indexes masked into `view` and under ROW_WORDS per row.
         unsafe {
-            put(rows.add(x), get(view.add(x & (VIEW_WORDS as usize - 1))));
-            put(rows.add(ROW_WORDS + x), get(view.add(((a + w) & (VIEW_WORDS - 1)) as usize)));
-            put(rows.add(2 * ROW_WORDS + x), get(view.add(((b + w) & (VIEW_WORDS - 1)) as usize)));
-            put(rows.add(3 * ROW_WORDS + x), get(view.add(((c + w) & (VIEW_WORDS - 1)) as usize)));
+            put(rows.add(x), get(view.add(from(0))));
+            put(rows.add(ROW_WORDS + x), get(view.add(from(1))));
+            put(rows.add(2 * ROW_WORDS + x), get(view.add(from(2))));
+            put(rows.add(3 * ROW_WORDS + x), get(view.add(from(3))));
         }
         w += 1;
     }
@@ -681,22 +690,133 @@ fn walk_quad(s: &mut SigScratch, dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
     let mask = SIG_STATE_MASK as u64;
     s.walk.quad_row = [(t0 & mask) as u32, (t1 & mask) as u32, (t2 & mask) as u32, (t3 & mask) as u32];
     s.walk.quad_k = (k0 + k) as u32;
-    let (rec, st, n) = (s.walk.quad_rec, s.walk.quad_start, s.walk.len as u64);
-    // A walk records a byte only from where it is in the single walk's
-    // state (the byte before that is the last it consumed: `start + k0 + k - 1`),
-    // and never past the buffer (the last walk may overrun it).
+    let (n, window) = (s.walk.len as u64, s.walk.quad_window as u64);
+    // Nothing past the buffer (the last walk may overrun it). Walk `j`
+    // records a report once it is `window` bytes in (in the single walk's
+    // state); an earlier one is held until its seam is mended.
     let ts = [t0, t1, t2, t3];
     let mut j = 0;
     while j < 4 {
-        let end = st[j] as u64 + k0 + k;
-        if ts[j] & SIG_NEXT_REPORTS as u64 != 0 && end > rec[j] as u64 && end <= n && !record(s, (ts[j] & mask) as u32) {
-            s.walk.overflow = 1;
-            return 1;
+        let (from, end) = (j as u64 * seg, j as u64 * seg + k0 + k);
+        if ts[j] & SIG_NEXT_REPORTS as u64 != 0 && end <= n {
+            let row = (ts[j] & mask) as u32;
+            if j == 0 || end >= from + window {
+                if !record(s, row) {
+                    s.walk.overflow = 1;
+                    return 1;
+                }
+            } else {
+                hold(s, j, end as u32, row);
+            }
         }
         j += 1;
     }
     if k0 + k >= seg {
-        return 1;
+        // The seams next (`mend_step`), from the end of walk 0.
+        s.walk.mend_true = s.walk.quad_row[0];
+    }
+    0
+}
+
+/// Holds an early report of walk `j` (see `Walk::held`).
+#[inline(always)]
+fn hold(s: &mut SigScratch, j: usize, end: u32, row: u32) {
+    let j = j & 3;
+    let n = s.walk.held_n[j] as usize;
+    if n >= HELD_MAX {
+        s.walk.held_over[j] = 1;
+        return;
+    }
+    s.walk.held[j][(2 * n) & (2 * HELD_MAX - 1)] = end;
+    s.walk.held[j][(2 * n + 1) & (2 * HELD_MAX - 1)] = row;
+    s.walk.held_n[j] = n as u32 + 1;
+}
+
+/// Mends seam `j` (where walk `j` starts afresh): the single walk goes on
+/// from walk `j - 1`'s end state (`mend_true`) next to walk `j`'s own
+/// first steps (`mend_fresh`, from the start state), recording its own
+/// reports, until the two are in one state (from there walk `j` is the
+/// single walk, and its held reports past that byte are recorded) or
+/// `window - 1` bytes are done (walk `j` records from its `window`-th
+/// byte on). Usually a few bytes: most bytes of most text lead back near
+/// the start state.
+#[inline(always)]
+fn mend_step(s: &mut SigScratch, dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
+    // Several seams per call: a call ends early only after a stride of
+    // one seam's steps or a few of its reports.
+    let mut round = 0;
+    while round < MEND_ROUNDS {
+        round += 1;
+        let j = s.walk.mend_seam;
+        if j == 0 || j > 3 {
+            return 1;
+        }
+        let jx = j as usize & 3;
+        let seg = s.walk.quad_len as u64;
+        let (from, n, last) = (j as u64 * seg, s.walk.len as u64, s.walk.quad_window as u64 - 1);
+        let (mut t, mut f, d0) = (s.walk.mend_true as u64, s.walk.mend_fresh as u64, s.walk.mend_d as u64);
+        let held_over = s.walk.held_over[jx] != 0;
+        let todo = stride(d0, last, MEND_STRIDE);
+        let base = s.quad.as_ptr() as *const u8;
+        let mask = SIG_STATE_MASK as u64;
+        let mut merged = false;
+        let mut k = 0u64;
+        while k < todo {
+            if !held_over && (t ^ f) & mask == 0 {
+                merged = true;
+                break;
+            }
+            // SAFETY: byte `d0 + k` (masked) of row `jx`; classes indexed by a byte.
+            let c = unsafe {
+                let b = *base.add(jx * QUAD_SEG_MAX as usize + ((d0 + k) & QUAD_SEG_MASK as u64) as usize);
+                *base.add(4 * QUAD_SEG_MAX as usize + b as usize)
+            };
+            t = next(dfa, t, c);
+            f = next(dfa, f, c);
+            k += 1;
+            if t & SIG_NEXT_REPORTS as u64 != 0 {
+                break;
+            }
+        }
+        let d = d0 + k;
+        if !merged && k == todo && !held_over && (t ^ f) & mask == 0 {
+            merged = true;
+        }
+        s.walk.mend_true = (t & mask) as u32;
+        s.walk.mend_fresh = (f & mask) as u32;
+        s.walk.mend_d = d as u32;
+        if t & SIG_NEXT_REPORTS as u64 != 0 && from + d <= n && !record(s, (t & mask) as u32) {
+            s.walk.overflow = 1;
+            return 1;
+        }
+        if !merged && d < last {
+            // More of this seam.
+            continue;
+        }
+        if merged {
+            // Walk `j` is the single walk from byte `from + d` on.
+            let held = s.walk.held_n[jx] as usize;
+            let mut i = 0;
+            while i < HELD_MAX {
+                if i >= held {
+                    break;
+                }
+                let (end, row) = (s.walk.held[jx][(2 * i) & (2 * HELD_MAX - 1)], s.walk.held[jx][(2 * i + 1) & (2 * HELD_MAX - 1)]);
+                if end as u64 > from + d && !record(s, row) {
+                    s.walk.overflow = 1;
+                    return 1;
+                }
+                i += 1;
+            }
+        }
+        // The next seam, from the end of walk `j`.
+        s.walk.mend_seam = j + 1;
+        s.walk.mend_d = 0;
+        s.walk.mend_true = s.walk.quad_row[jx];
+        s.walk.mend_fresh = s.walk.start_row;
+        if j + 1 > 3 {
+            return 1;
+        }
     }
     0
 }

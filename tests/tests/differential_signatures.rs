@@ -379,10 +379,13 @@ fn signature_stage_matches_reference() {
 }
 
 /// Buffers of 128 bytes and at least 4 longest-pattern lengths (here 160)
-/// are walked as four interleaved walks, each starting a longest-pattern's
-/// length before the previous one's end: a pattern at every offset of
-/// buffers of several lengths (single-walk and four-walk ones), across
-/// those seams too, is found exactly as the reference finds it.
+/// are walked as four interleaved walks, each starting afresh where the
+/// previous one ends, and the seams mended afterwards: a pattern at every
+/// offset of buffers of several lengths (single-walk and four-walk ones),
+/// across those seams too, is found exactly as the reference finds it,
+/// whatever the bytes around it: the true walk deep in a pattern's prefix
+/// at a seam (mended over many bytes), or many early reports of the
+/// walk after a seam (more than it holds).
 #[test]
 fn pattern_found_at_every_offset_of_a_multi_walk_buffer() {
     let vars: HashMap<String, String> = HashMap::new();
@@ -390,7 +393,8 @@ fn pattern_found_at_every_offset_of_a_multi_walk_buffer() {
     // across every offset, including the overlap's edges.
     let long = "l".repeat(40);
     let text = format!(
-        "drop tcp any any -> any any (content:\"seam\"; sid:1;)\nalert tcp any any -> any any (content:\"{long}\"; sid:2;)\n"
+        "drop tcp any any -> any any (content:\"seam\"; sid:1;)\nalert tcp any any -> any any (content:\"{long}\"; sid:2;)\n\
+         alert tcp any any -> any any (content:\"ss\"; sid:3;)\n"
     );
     let pack = parse_pack(std::path::Path::new("seam.rules"), &text, &vars, false).expect("pack");
     let mut rules = RuleSet::default();
@@ -417,17 +421,23 @@ fn pattern_found_at_every_offset_of_a_multi_walk_buffer() {
     let reference = Reference::new(&rules);
     let flow = Flow::with_addrs("198.18.0.1".parse().unwrap(), "198.19.0.1".parse().unwrap(), 80);
     let mut dropped = 0;
-    for len in [127usize, 128, 159, 160, 161, 200, 255, 319, 320, 362, 1024, 1460] {
+    // Fillers: dots after a run of the long pattern's prefix; runs of its
+    // prefix everywhere (deep states at every seam); runs of `s` (a report
+    // at every byte).
+    let fillers: [fn(usize) -> u8; 3] = [|_| b'.', |i| if i % 40 == 39 { b'.' } else { b'l' }, |i| if i % 16 < 12 { b's' } else { b'.' }];
+    for (fill, len) in fillers.iter().enumerate().flat_map(|(f, _)| [127usize, 128, 159, 160, 161, 200, 255, 319, 320, 362, 1024, 1460].map(|len| (f, len))) {
         for at in 0..=len - 4 {
-            let mut payload = vec![b'.'; len];
-            // Part of the long pattern too, so its states are visited.
-            let l = (len / 3).min(39);
-            payload[..l].fill(b'l');
+            let mut payload: Vec<u8> = (0..len).map(fillers[fill]).collect();
+            if fill == 0 {
+                // Part of the long pattern too, so its states are visited.
+                let l = (len / 3).min(39);
+                payload[..l].fill(b'l');
+            }
             payload[at..at + 4].copy_from_slice(b"seam");
             let frame = l7gen::tcp_frame(&flow, flow.seq, l7gen::tcp_flags::PSH | l7gen::tcp_flags::ACK, &payload);
             let want = reference.classify(&frame);
-            assert!(want.drop, "the reference must find the pattern (len {len}, at {at})");
-            assert_eq!(run_once(&dp, &frame), XDP_DROP, "payload of {len} bytes, pattern at {at}: the kernel missed it");
+            assert!(want.drop, "the reference must find the pattern (filler {fill}, len {len}, at {at})");
+            assert_eq!(run_once(&dp, &frame), XDP_DROP, "filler {fill}, payload of {len} bytes, pattern at {at}: the kernel missed it");
             dropped += 1;
         }
     }

@@ -1408,7 +1408,7 @@ fn time_notes(r: &Report) -> Vec<String> {
             out.push(format!(
                 "DFA walk: the stage adds {} signatures to `http-get` ({}-byte payload, no candidate), about the same whatever the number of \
                  patterns: the cost is per scanned byte (`walk_step` in filter-ebpf/src/sig.rs: a `SIG_CLASSES` and a dependent `SIG_DFA` \
-                 lookup per byte, two or four interleaved walks over a long buffer's parts), not per pattern.",
+                 lookup per byte, four interleaved walks over a long buffer's quarters), not per pattern.",
                 walk.join(", "),
                 f.frame_len.saturating_sub(66)
             ));
