@@ -254,9 +254,11 @@ extern "C" fn lookup_step(_index: u64, _cb: *mut core::ffi::c_void) -> i64 {
         return 1;
     }
     // SAFETY: plain read of a hash map entry.
-    let Some(e) = (unsafe { DOMAINS.get(&suffix[0]) }) else { return 0 };
+    let Some(e) = (unsafe { DOMAINS.get(&suffix[0]) }) else { return if k + 1 >= labels { 1 } else { 0 } };
+    // The last suffix stops the loop (no call just to find nothing left).
+    let more = if k + 1 >= labels { 1 } else { 0 };
     if e.check != suffix[1] {
-        return 0;
+        return more;
     }
     let whole = k + 1 == scratch.look.whole;
     let (rule, action, dry) = if whole { (e.exact_rule, e.exact_action, e.exact_dry_rule) } else { (e.sub_rule, e.sub_action, e.sub_dry_rule) };
@@ -267,7 +269,7 @@ extern "C" fn lookup_step(_index: u64, _cb: *mut core::ffi::c_void) -> i64 {
     if dry != 0 {
         scratch.look.dry = dry;
     }
-    0
+    more
 }
 
 #[inline(always)]
@@ -315,6 +317,7 @@ pub struct NameWalk {
     wire_end: u32,
 }
 
+const WIRE_LABELS_PER_CALL: u32 = 2;
 const RUNNING: u32 = 0;
 const DONE: u32 = 1;
 const BAD: u32 = 2;
@@ -354,9 +357,10 @@ fn push_label(scratch: &mut Scratch, h: [u64; 2], len: u32) {
     scratch.labels[index] = label_end(h, len);
 }
 
-/// One label per call: the bytes of a label are hashed by an inner loop
-/// whose only branches leave it, so the verifier walks it linearly, and a
-/// name costs one call per label rather than per byte. Returns 1 to stop.
+/// One label per call (wire format: up to `WIRE_LABELS_PER_CALL`): the
+/// bytes of a label are hashed by an inner loop whose only branches leave
+/// it, so the verifier walks it linearly, and a name costs one call per
+/// label (or few labels) rather than per byte. Returns 1 to stop.
 extern "C" fn name_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(scratch) = callback_scratch() else { return 1 };
     if scratch.walk.status != RUNNING {
@@ -365,43 +369,52 @@ extern "C" fn name_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let pos = scratch.walk.pos;
     let end = scratch.walk.end;
     let seeds = scratch.walk.seeds;
-    let mut h = label_start(&seeds);
     if scratch.walk.wire != 0 {
-        if pos >= end {
-            // A wire name must end (zero byte) within what was loaded.
-            scratch.walk.status = BAD;
-            return 1;
-        }
-        let len = scratch.buf[(pos & SCRATCH_MASK) as usize] as u32;
-        if len == 0 {
-            scratch.walk.status = if scratch.walk.labels == 0 { BAD } else { DONE };
-            scratch.walk.wire_end = pos + 1;
-            return 1;
-        }
-        // Longer labels, compression pointers (never valid in a query's
-        // question), and labels running past what may be read.
-        if len as usize > MAX_LABEL_LEN || pos + len >= end {
-            scratch.walk.status = BAD;
-            return 1;
-        }
-        for j in 0..MAX_LABEL_LEN as u32 {
-            if j >= len {
-                break;
+        // Up to `WIRE_LABELS_PER_CALL` labels per call (most names have no
+        // more): a call and its return cost about as much as a label.
+        for _ in 0..WIRE_LABELS_PER_CALL {
+            // Read back from the map: the verifier then knows nothing of
+            // it from the label before, and checks each label once rather
+            // than once per length of the label before.
+            let pos = crate::mem::get(core::ptr::addr_of!(scratch.walk.pos));
+            if pos >= end {
+                // A wire name must end (zero byte) within what was loaded.
+                scratch.walk.status = BAD;
+                return 1;
             }
-            h = label_byte(h, scratch.buf[((pos + 1 + j) & SCRATCH_MASK) as usize]);
-        }
-        push_label(scratch, h, len);
-        let next = pos + 1 + len;
-        scratch.walk.pos = next;
-        // The terminating zero right after: done without another call.
-        if next < end && scratch.buf[(next & SCRATCH_MASK) as usize] == 0 {
-            scratch.walk.status = DONE;
-            scratch.walk.wire_end = next + 1;
-            return 1;
+            let len = scratch.buf[(pos & SCRATCH_MASK) as usize] as u32;
+            if len == 0 {
+                scratch.walk.status = if scratch.walk.labels == 0 { BAD } else { DONE };
+                scratch.walk.wire_end = pos + 1;
+                return 1;
+            }
+            // Longer labels, compression pointers (never valid in a query's
+            // question), and labels running past what may be read.
+            if len as usize > MAX_LABEL_LEN || pos + len >= end {
+                scratch.walk.status = BAD;
+                return 1;
+            }
+            let mut h = label_start(&seeds);
+            for j in 0..MAX_LABEL_LEN as u32 {
+                if j >= len {
+                    break;
+                }
+                h = label_byte(h, scratch.buf[((pos + 1 + j) & SCRATCH_MASK) as usize]);
+            }
+            push_label(scratch, h, len);
+            let next = pos + 1 + len;
+            crate::mem::put(core::ptr::addr_of_mut!(scratch.walk.pos), next);
+            // The terminating zero right after: done without another call.
+            if next < end && scratch.buf[(next & SCRATCH_MASK) as usize] == 0 {
+                scratch.walk.status = DONE;
+                scratch.walk.wire_end = next + 1;
+                return 1;
+            }
         }
         return 0;
     }
     // Text: up to the next dot or the end.
+    let mut h = label_start(&seeds);
     let mut n = 0u32;
     for j in 0..MAX_LABEL_LEN as u32 + 1 {
         let i = pos + j;
