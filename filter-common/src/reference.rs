@@ -14,6 +14,7 @@ use crate::rules::{L4Slot, RuleSet, Scope};
 
 pub mod names;
 pub mod ratelimit;
+mod reply;
 pub mod signatures;
 pub mod synauth;
 

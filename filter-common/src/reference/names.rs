@@ -504,39 +504,8 @@ pub fn dns_answer(frame: &[u8], p: &IpPacket, question_len: usize, action: Domai
         return None;
     }
     let udp_len = 8 + question_len;
-    let mut out = frame[..p.l4_off + udp_len].to_vec();
-    let (dst_mac, src_mac) = (out[0..6].to_vec(), out[6..12].to_vec());
-    out[0..6].copy_from_slice(&src_mac);
-    out[6..12].copy_from_slice(&dst_mac);
-    let l3 = p.l3_off;
-    let mut sum = 0u64;
-    match p.addrs {
-        Addrs::V6 { src, dst } => {
-            out[l3 + 4..l3 + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-            out[l3 + 7] = 64;
-            out[l3 + 8..l3 + 24].copy_from_slice(&dst);
-            out[l3 + 24..l3 + 40].copy_from_slice(&src);
-            csum_add(&mut sum, &src);
-            csum_add(&mut sum, &dst);
-        }
-        Addrs::V4 { src, dst } => {
-            out[l3 + 2..l3 + 4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-            out[l3 + 8] = 64;
-            out[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-            out[l3 + 12..l3 + 16].copy_from_slice(&dst);
-            out[l3 + 16..l3 + 20].copy_from_slice(&src);
-            let mut h = 0u64;
-            csum_add(&mut h, &out[l3..l3 + 20]);
-            out[l3 + 10..l3 + 12].copy_from_slice(&(!csum_fold(h)).to_be_bytes());
-            csum_add(&mut sum, &src);
-            csum_add(&mut sum, &dst);
-        }
-    }
-    sum += udp_len as u64 + u64::from(IPPROTO_UDP);
+    let (mut out, mut sum) = super::reply::turn_around(frame, p, udp_len, IPPROTO_UDP, false);
     let u = p.l4_off;
-    let (sport, dport) = (out[u..u + 2].to_vec(), out[u + 2..u + 4].to_vec());
-    out[u..u + 2].copy_from_slice(&dport);
-    out[u + 2..u + 4].copy_from_slice(&sport);
     out[u + 4..u + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     out[u + 6..u + 8].copy_from_slice(&[0, 0]);
     let rcode = if action == DomainAction::Nxdomain { 3 } else { 5 };

@@ -134,60 +134,19 @@ pub fn reset(frame: &[u8], p: &IpPacket) -> Vec<u8> {
     answer(frame, p, ack, 0, TCP_RST, 0)
 }
 
-/// `frame` turned around: MACs, addresses and ports swapped, a fresh IP
-/// header (TTL/hop limit 64; IPv4 id 0, DF) and a 20-byte TCP header
-/// without options or payload, checksums computed.
+/// `frame` turned around (`reply::turn_around`, a fresh IP header) with a
+/// 20-byte TCP header without options or payload, checksums computed.
 fn answer(frame: &[u8], p: &IpPacket, seq: u32, ack: u32, flags: u8, window: u16) -> Vec<u8> {
-    let mut out = frame[..p.l4_off + 20].to_vec();
-    out[..6].copy_from_slice(&frame[6..12]);
-    out[6..12].copy_from_slice(&frame[..6]);
-    let (l3, l4) = (p.l3_off, p.l4_off);
-    let pseudo: Vec<u8> = match p.addrs {
-        Addrs::V4 { src, dst } => {
-            let ip = &mut out[l3..l3 + 20];
-            ip[0] = 0x45;
-            ip[2..4].copy_from_slice(&40u16.to_be_bytes());
-            ip[4..6].copy_from_slice(&[0, 0]);
-            ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
-            ip[8] = 64;
-            ip[9] = IPPROTO_TCP;
-            ip[10..12].copy_from_slice(&[0, 0]);
-            ip[12..16].copy_from_slice(&dst);
-            ip[16..20].copy_from_slice(&src);
-            let sum = checksum(&[&ip[..]]);
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-            [&dst[..], &src[..], &[0, IPPROTO_TCP, 0, 20]].concat()
-        }
-        Addrs::V6 { src, dst } => {
-            let ip = &mut out[l3..l3 + 40];
-            ip[4..6].copy_from_slice(&20u16.to_be_bytes());
-            ip[6] = IPPROTO_TCP;
-            ip[7] = 64;
-            ip[8..24].copy_from_slice(&dst);
-            ip[24..40].copy_from_slice(&src);
-            [&dst[..], &src[..], &[0, 0, 0, 20, 0, 0, 0, IPPROTO_TCP]].concat()
-        }
-    };
-    let tcp = &mut out[l4..l4 + 20];
-    let (sport, dport) = ([frame[l4], frame[l4 + 1]], [frame[l4 + 2], frame[l4 + 3]]);
-    tcp[0..2].copy_from_slice(&dport);
-    tcp[2..4].copy_from_slice(&sport);
+    let (mut out, pseudo) = super::reply::turn_around(frame, p, 20, IPPROTO_TCP, true);
+    let tcp = &mut out[p.l4_off..p.l4_off + 20];
     tcp[4..8].copy_from_slice(&seq.to_be_bytes());
     tcp[8..12].copy_from_slice(&ack.to_be_bytes());
     tcp[12] = 5 << 4;
     tcp[13] = flags;
     tcp[14..16].copy_from_slice(&window.to_be_bytes());
     tcp[16..20].copy_from_slice(&[0, 0, 0, 0]);
-    let sum = checksum(&[&pseudo, &tcp[..]]);
-    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+    let mut sum = pseudo;
+    super::names::csum_add(&mut sum, tcp);
+    tcp[16..18].copy_from_slice(&(!super::names::csum_fold(sum)).to_be_bytes());
     out
-}
-
-/// The Internet checksum of the concatenated parts (each of even length).
-fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum = 0;
-    for part in parts {
-        super::names::csum_add(&mut sum, part);
-    }
-    !super::names::csum_fold(sum)
 }
