@@ -33,7 +33,8 @@ const WALK_STRIDE: u32 = 64;
 const QUAD_STRIDE: u32 = 128;
 const QUAD_MIN: u32 = 128;
 /// Room for one walk's part: `n / 4` rounded up to words, at most 1,024
-/// bytes.
+/// bytes (twice that, so the word count of the longest part stays under
+/// the mask in `copy_parts`).
 const QUAD_SEG_MAX: u32 = 2048;
 const QUAD_SEG_MASK: u32 = QUAD_SEG_MAX - 1;
 /// Steps per round of a seam's mending, and rounds per `bpf_loop`
