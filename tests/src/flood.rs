@@ -1503,8 +1503,12 @@ mod tests {
                 check_frame(&spec, &f);
                 seen.insert(f);
             }
+            // Random sources in a /24 and fixed ports: 256 possible frames,
+            // so 50 draws repeat some (about 45 distinct on average, 40 or
+            // fewer now and then); fewer than 26 would be astronomically
+            // unlikely. A fixed source gives one frame.
             let expect_varied = matches!(spec.source, Source::Random { .. });
-            assert_eq!(seen.len() > 40, expect_varied, "{spec}: {} distinct frames of 50", seen.len());
+            assert_eq!(seen.len() > 25, expect_varied, "{spec}: {} distinct frames of 50", seen.len());
         }
     }
 }
