@@ -91,7 +91,6 @@ struct Walk {
     pos: u32,
     /// Bytes in `view` (the payload buffer the rules read).
     len: u32,
-    base: u32,
     generation: u32,
     n_hits: u32,
     overflow: u32,
@@ -106,8 +105,8 @@ struct Walk {
     /// The start state's row.
     start_row: u32,
     /// Seam being mended (1 to 3; 4 when none is left, see `mend_step`),
-    /// bytes past it, and the rows of the single walk (`mend_true`) and of
-    /// walk `mend_seam` (`mend_fresh`) there.
+    /// bytes past it, and (past 0) the rows of the single walk
+    /// (`mend_true`) and of walk `mend_seam` (`mend_fresh`) there.
     mend_seam: u32,
     mend_d: u32,
     mend_true: u32,
@@ -290,10 +289,8 @@ pub fn may_scan(meta: &GenerationMeta, ip: &Ip) -> bool {
 
 #[inline(always)]
 fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64) -> u32 {
+    // The caller has checked `may_scan`.
     let generation = meta.generation as u32 & 1;
-    if !may_scan(meta, ip) {
-        return 0;
-    }
     let Some(s) = SIG_SCRATCH.get_ptr_mut(0) else { return 0 };
     let payload_len = ip.payload_end - ip.payload_off;
     let scan = if meta.sig_scan_bytes < SIG_SCAN_MAX { meta.sig_scan_bytes } else { SIG_SCAN_MAX };
@@ -347,14 +344,12 @@ fn stage(ctx: &XdpContext, meta: &GenerationMeta, ip: &Ip, len: u64, groups: u64
         set!(walk, start_row, start);
         set!(walk, mend_seam, 1);
         set!(walk, mend_d, 0);
-        set!(walk, mend_fresh, start);
         // Each walk's part in its own row of `quad`: the four bytes of a
         // step are then at one index, and one address serves them all.
         let Some(classes) = SIG_CLASSES.get_ptr(generation) else { return 0 };
         copy_parts(s, seg / 8, classes);
         set!(walk, quad_len, seg);
     }
-    set!(walk, base, meta.sig_dfa_base);
     set!(walk, generation, generation);
     set!(walk, n_hits, 0);
     set!(walk, overflow, 0);
@@ -551,7 +546,6 @@ fn record(s: &mut SigScratch, row: u32) -> bool {
 
 extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(s) = scratch() else { return 1 };
-    let Some(classes) = SIG_CLASSES.get(s.walk.generation & 1) else { return 1 };
     let Some(dfa) = SIG_DFA.get(s.walk.generation & 1) else { return 1 };
     if s.walk.quad_k < s.walk.quad_len {
         let r = walk_quad(s, dfa);
@@ -564,6 +558,8 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     if s.walk.mend_seam < 4 {
         return mend_step(s, dfa);
     }
+    // The single walk (the four walks read their copy of the classes).
+    let Some(classes) = SIG_CLASSES.get(s.walk.generation & 1) else { return 1 };
     // 64-bit locals: u32 arithmetic would cost zero-extensions per byte.
     let (pos, len) = (s.walk.pos as u64, s.walk.len as u64);
     let todo = stride(pos, len, WALK_STRIDE);
@@ -712,10 +708,6 @@ fn walk_quad(s: &mut SigScratch, dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
         }
         j += 1;
     }
-    if k0 + k >= seg {
-        // The seams next (`mend_step`), from the end of walk 0.
-        s.walk.mend_true = s.walk.quad_row[0];
-    }
     0
 }
 
@@ -753,17 +745,26 @@ fn mend_step(s: &mut SigScratch, dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
             return 1;
         }
         let jx = j as usize & 3;
+        let mask = SIG_STATE_MASK as u64;
         let seg = s.walk.quad_len as u64;
         let (from, n, last) = (j as u64 * seg, s.walk.len as u64, s.walk.quad_window as u64 - 1);
-        let (mut t, mut f, d0) = (s.walk.mend_true as u64, s.walk.mend_fresh as u64, s.walk.mend_d as u64);
+        let d0 = s.walk.mend_d as u64;
+        // A seam starts from walk `j - 1`'s end state and the start state.
+        let (mut t, mut f) = if d0 == 0 {
+            (s.walk.quad_row[(jx - 1) & 3] as u64, s.walk.start_row as u64)
+        } else {
+            (s.walk.mend_true as u64, s.walk.mend_fresh as u64)
+        };
         let held_over = s.walk.held_over[jx] != 0;
+        // From here on walk `j` is the single walk (unless its held
+        // reports overflowed: then the whole window is walked).
+        let agree = |t: u64, f: u64| !held_over && (t ^ f) & mask == 0;
         let todo = stride(d0, last, MEND_STRIDE);
         let base = s.quad.as_ptr() as *const u8;
-        let mask = SIG_STATE_MASK as u64;
         let mut merged = false;
         let mut k = 0u64;
         while k < todo {
-            if !held_over && (t ^ f) & mask == 0 {
+            if agree(t, f) {
                 merged = true;
                 break;
             }
@@ -780,7 +781,7 @@ fn mend_step(s: &mut SigScratch, dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
             }
         }
         let d = d0 + k;
-        if !merged && k == todo && !held_over && (t ^ f) & mask == 0 {
+        if !merged && k == todo && agree(t, f) {
             merged = true;
         }
         s.walk.mend_true = (t & mask) as u32;
@@ -810,11 +811,9 @@ fn mend_step(s: &mut SigScratch, dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
                 i += 1;
             }
         }
-        // The next seam, from the end of walk `j`.
+        // The next seam.
         s.walk.mend_seam = j + 1;
         s.walk.mend_d = 0;
-        s.walk.mend_true = s.walk.quad_row[jx];
-        s.walk.mend_fresh = s.walk.start_row;
         if j + 1 > 3 {
             return 1;
         }
