@@ -253,10 +253,10 @@ extern "C" fn lookup_step(_index: u64, _cb: *mut core::ffi::c_void) -> i64 {
     if k + 1 < min {
         return 1;
     }
-    // SAFETY: plain read of a hash map entry.
-    let Some(e) = (unsafe { DOMAINS.get(&suffix[0]) }) else { return if k + 1 >= labels { 1 } else { 0 } };
     // The last suffix stops the loop (no call just to find nothing left).
     let more = if k + 1 >= labels { 1 } else { 0 };
+    // SAFETY: plain read of a hash map entry.
+    let Some(e) = (unsafe { DOMAINS.get(&suffix[0]) }) else { return more };
     if e.check != suffix[1] {
         return more;
     }
