@@ -477,21 +477,6 @@ fn labels_equal(pattern: &str, labels: &[Vec<u8>]) -> bool {
     parts.next().is_none()
 }
 
-/// Adds `b` (16-bit big-endian words, an odd last byte padded) to an
-/// Internet checksum sum; [`csum_fold`] folds it.
-pub(crate) fn csum_add(sum: &mut u64, b: &[u8]) {
-    for chunk in b.chunks(2) {
-        *sum += (u64::from(chunk[0]) << 8) | u64::from(*chunk.get(1).unwrap_or(&0));
-    }
-}
-
-pub(crate) fn csum_fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
 /// The answer the kernel sends back for a blocked query: the query frame
 /// up to the end of its question, MACs, addresses and ports swapped, TTL
 /// or hop limit 64, QR and RA set, RD kept, rcode 3 (NXDOMAIN) or 5
@@ -504,7 +489,7 @@ pub fn dns_answer(frame: &[u8], p: &IpPacket, question_len: usize, action: Domai
         return None;
     }
     let udp_len = 8 + question_len;
-    let (mut out, mut sum) = super::reply::turn_around(frame, p, udp_len, IPPROTO_UDP, false);
+    let (mut out, pseudo) = super::reply::turn_around(frame, p, udp_len, IPPROTO_UDP, false);
     let u = p.l4_off;
     out[u + 4..u + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     out[u + 6..u + 8].copy_from_slice(&[0, 0]);
@@ -512,8 +497,8 @@ pub fn dns_answer(frame: &[u8], p: &IpPacket, question_len: usize, action: Domai
     out[u + 10] = 0x80 | (out[u + 10] & 0x01);
     out[u + 11] = 0x80 | rcode;
     out[u + 12..u + 20].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-    csum_add(&mut sum, &out[u..]);
-    let mut c = !csum_fold(sum);
+    // UDP: a computed 0 is sent as 0xffff (0 means "no checksum").
+    let mut c = super::reply::transport_checksum(pseudo, &out[u..]);
     if c == 0 {
         c = 0xffff;
     }

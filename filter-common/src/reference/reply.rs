@@ -4,8 +4,6 @@
 
 use crate::packet::{Addrs, IpPacket};
 
-use super::names::csum_add;
-
 /// `frame` up to `l4_len` bytes of transport header and payload, turned
 /// around: MACs, addresses and transport ports swapped, TTL or hop limit
 /// 64, the IP length fields for `l4_len`, and the IPv4 header checksum
@@ -35,7 +33,7 @@ pub(crate) fn turn_around(frame: &[u8], p: &IpPacket, l4_len: usize, proto: u8, 
             ip[16..20].copy_from_slice(&src);
             let mut h = 0u64;
             csum_add(&mut h, ip);
-            let sum = !super::names::csum_fold(h);
+            let sum = !csum_fold(h);
             ip[10..12].copy_from_slice(&sum.to_be_bytes());
             csum_add(&mut pseudo, &src);
             csum_add(&mut pseudo, &dst);
@@ -56,4 +54,27 @@ pub(crate) fn turn_around(frame: &[u8], p: &IpPacket, l4_len: usize, proto: u8, 
     out[l4..l4 + 2].copy_from_slice(&dport);
     out[l4 + 2..l4 + 4].copy_from_slice(&sport);
     (out, pseudo)
+}
+
+/// The transport checksum of `segment` (its checksum field zero) after a
+/// pseudo-header sum from [`turn_around`].
+pub(crate) fn transport_checksum(pseudo: u64, segment: &[u8]) -> u16 {
+    let mut sum = pseudo;
+    csum_add(&mut sum, segment);
+    !csum_fold(sum)
+}
+
+/// Adds `b` (16-bit big-endian words, an odd last byte padded) to an
+/// Internet checksum sum; [`csum_fold`] folds it.
+fn csum_add(sum: &mut u64, b: &[u8]) {
+    for chunk in b.chunks(2) {
+        *sum += (u64::from(chunk[0]) << 8) | u64::from(*chunk.get(1).unwrap_or(&0));
+    }
+}
+
+fn csum_fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
 }

@@ -145,8 +145,7 @@ fn answer(frame: &[u8], p: &IpPacket, seq: u32, ack: u32, flags: u8, window: u16
     tcp[13] = flags;
     tcp[14..16].copy_from_slice(&window.to_be_bytes());
     tcp[16..20].copy_from_slice(&[0, 0, 0, 0]);
-    let mut sum = pseudo;
-    super::names::csum_add(&mut sum, tcp);
-    tcp[16..18].copy_from_slice(&(!super::names::csum_fold(sum)).to_be_bytes());
+    let sum = super::reply::transport_checksum(pseudo, tcp);
+    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
     out
 }
