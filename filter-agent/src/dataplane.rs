@@ -480,8 +480,14 @@ impl Dataplane {
                 let mut tbl8 = Mapped::new(raw_fd(&self.ebpf, names::V4_TBL8)?, 0, all)?;
                 let tbl8 = tbl8.slice_mut();
                 let group_base = (g * self.capacity.v4_groups * 256) as usize;
+                // Most groups come back unchanged (every block with a
+                // prefix longer than /24 has one while they last): rewrite
+                // only those that differ from what the map holds.
                 for (i, group) in c.v4.groups.iter().enumerate() {
-                    tbl8[group_base + i * 256..group_base + (i + 1) * 256].copy_from_slice(group);
+                    let held = &mut tbl8[group_base + i * 256..group_base + (i + 1) * 256];
+                    if held != &group[..] {
+                        held.copy_from_slice(group);
+                    }
                 }
             }
             let new: FastMap<V4LongKey, u32> = c.v4.long.iter().copied().collect();

@@ -282,12 +282,6 @@ impl Entries {
     }
 }
 
-/// Blocks that get a `V4_TBL8` group: where probing the hash could take
-/// more than one lookup. Densest first, while groups last.
-fn wants_group(lengths: u32, count: usize) -> bool {
-    lengths.count_ones() >= 2 || count >= 4
-}
-
 /// Lays IPv4 out: fills `tbl24` (one generation's `TBL24_SIZE` slots,
 /// overwritten entirely) and returns the groups and long prefixes.
 fn layout_v4(folded: &[(Prefix, Own)], entries: &mut Entries, generation: u32, limits: Limits, tbl24: &mut [u32]) -> Result<V4Layout, String> {
@@ -312,11 +306,12 @@ fn layout_v4(folded: &[(Prefix, Own)], entries: &mut Entries, generation: u32, l
         tbl24[start..start + count].fill(idx);
     }
     let lengths = |list: &[(u8, u32, u32)]| list.iter().fold(0u32, |m, (len, _, _)| m | 1 << (len - 25));
-    let mut dense: Vec<(u32, u32, usize)> = blocks
-        .iter()
-        .map(|(block, list)| (*block, lengths(list), list.len()))
-        .filter(|(_, l, n)| wants_group(*l, *n))
-        .collect();
+    // Groups go to the blocks where probing the hash would take most
+    // lookups (most lengths, then most prefixes) and then to the rest while
+    // they last: even one probe is a hash lookup, several times the cost
+    // of the group's array read (a protected host's /32 sits on every
+    // packet's path toward it).
+    let mut dense: Vec<(u32, u32, usize)> = blocks.iter().map(|(block, list)| (*block, lengths(list), list.len())).collect();
     dense.sort_by(|a, b| b.1.count_ones().cmp(&a.1.count_ones()).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
     dense.truncate(limits.v4_groups as usize);
     let grouped: std::collections::HashSet<u32> = dense.iter().map(|(b, _, _)| *b).collect();

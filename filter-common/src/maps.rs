@@ -59,9 +59,10 @@ pub const DEFAULT_PREFIX_V6_CAPACITY: u32 = 250_000;
 // * `V4_TBL24[generation << 24 | addr >> 8]` answers every prefix of /24 or
 //   shorter with one array read (prefixes are expanded into it);
 // * a /24 block that also holds longer prefixes either points to a
-//   256-entry `V4_TBL8` group (dense blocks, while groups last), or carries
-//   a bitmap of the lengths /25../32 present in it, probed longest first in
-//   the `V4_LONG` hash (sparse blocks: usually one probe);
+//   256-entry `V4_TBL8` group (densest blocks first, while groups last),
+//   or carries a bitmap of the lengths /25../32 present in it, probed
+//   longest first in the `V4_LONG` hash (the sparsest blocks, once groups
+//   run out: usually one probe);
 // * the answer is an index into `PREFIX_ENTRIES`, the distinct folded
 //   [`PrefixEntry`] values (0 = no prefix covers the address).
 //
