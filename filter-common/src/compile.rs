@@ -530,10 +530,19 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
 
 /// A rate limit in the kernel's terms: nanosecond-scaled caps and the
 /// time an empty bucket takes to fill.
+///
+/// A bucket holds at least `RL_MIN_BURST_NS` of its rate: the kernel reads
+/// the coarse clock, which moves one tick (1 to 10 ms, by `CONFIG_HZ`) at a
+/// time, so a bucket refills a tick's worth at once and a smaller cap would
+/// throw part of it away (the limit would fall below its rate).
 pub fn rate_limit(spec: crate::rules::ruleset::RateLimitSpec) -> RateLimit {
     use crate::rules::ruleset::RatePer;
-    let pkt_cap = spec.burst_packets.saturating_mul(RL_SCALE);
-    let bit_cap = spec.burst_bits.saturating_mul(RL_SCALE);
+    let cap = |burst: u64, rate: Option<u64>| {
+        let floor = rate.map_or(0, |r| r.saturating_mul(RL_MIN_BURST_NS));
+        burst.saturating_mul(RL_SCALE).max(floor)
+    };
+    let pkt_cap = cap(spec.burst_packets, spec.pps);
+    let bit_cap = cap(spec.burst_bits, spec.bps);
     let (per, v4, v6) = match spec.per {
         RatePer::Rule => (RL_PER_RULE, 0, 0),
         RatePer::Source { v4, v6 } => (RL_PER_SOURCE, v4, v6),

@@ -84,7 +84,7 @@ fn decide_inner(ctx: &XdpContext, len: u64) -> (u8, Reason) {
     if meta.protect_groups != 0 {
         if let Some(d) = dst {
             if d.protect != 0 {
-                crate::ddos::edgefilter_account(meta, ip, d.protect - 1, len);
+                crate::ddos::account(meta, ip, d.protect - 1, len);
             }
         }
     }

@@ -2,7 +2,7 @@
 //! protected prefixes, and traffic samples. Mirrors
 //! `filter_common::reference` (L4 loop) and `reference::ratelimit`.
 use aya_ebpf::bindings::xdp_md;
-use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_loop};
+use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_loop};
 use filter_common::maps::*;
 use filter_common::proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -140,24 +140,29 @@ pub extern "C" fn edgefilter_l4_stage(ctx: *mut xdp_md, meta: *const GenerationM
     }
 }
 
-/// Walks the candidates: the first step called directly (most packets
-/// have no more than `CANDIDATES_PER_STEP`), the rest under `bpf_loop`.
+/// Walks the candidates: the first step inline (most packets have no
+/// more than `CANDIDATES_PER_STEP`, and a call and return cost as much as
+/// a dozen candidates), the rest under `bpf_loop`.
 #[inline(always)]
 fn walk() {
-    if l4_step(0, core::ptr::null_mut()) == 0 {
+    if step() == 0 {
         // SAFETY: the callback finds its state in the scratch map.
         unsafe { bpf_loop(MAX_L4_RULES, l4_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0) };
     }
 }
 
 /// The packet's time (ns), read once per packet when first needed: the
-/// kernel's clock, or `CONFIG.frozen_ns` when a test set it.
+/// kernel's coarse monotonic clock, or `CONFIG.frozen_ns` when a test set
+/// it. Coarse: it moves once per tick, and reading it costs a few
+/// nanoseconds where the precise clock costs 20 to 30 (a TSC read, slow
+/// in a VM). Buckets are at least a tick deep (`RL_MIN_BURST_NS`), so
+/// refilling a tick at a time keeps the rate; synauth's windows are seconds.
 #[inline(always)]
 fn clock(w: &mut L4Walk) -> u64 {
     if w.now == 0 {
         let frozen = CONFIG.get(0).map_or(0, |c| c.frozen_ns);
         // SAFETY: helper without arguments.
-        w.now = if frozen != 0 { frozen } else { unsafe { bpf_ktime_get_ns() } };
+        w.now = if frozen != 0 { frozen } else { unsafe { bpf_ktime_get_coarse_ns() } };
     }
     w.now
 }
@@ -166,10 +171,16 @@ fn clock(w: &mut L4Walk) -> u64 {
 /// cost a few instructions each instead of a callback each.
 const CANDIDATES_PER_STEP: u32 = 8;
 
+/// `bpf_loop` callback: one `step`.
+extern "C" fn l4_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    step()
+}
+
 /// Takes the lowest remaining candidates, in slot order, until one
 /// matches (then evaluates it) or `CANDIDATES_PER_STEP` are seen. Returns
 /// 1 to stop the loop (no candidates left, or an enforcing rule matched).
-extern "C" fn l4_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+#[inline(always)]
+fn step() -> i64 {
     // SAFETY: per-CPU scratch, used by this invocation only.
     let Some(w) = L4_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p }) else { return 1 };
     let mut seen = 0;
@@ -302,9 +313,12 @@ fn mask(addr: &mut [u8; 16], len: u8) {
     }
 }
 
+/// `min(cap, credit + elapsed * rate)`, exactly (see
+/// `reference::ratelimit::conform`): past `fill_ns` the product is over
+/// the cap, and short of it the product fits.
 #[inline(always)]
 fn refill(credit: u64, elapsed: u64, rate: u64, cap: u64, fill_ns: u64) -> u64 {
-    if elapsed >= fill_ns {
+    if elapsed > fill_ns {
         return cap;
     }
     let add = elapsed * rate;
@@ -314,6 +328,42 @@ fn refill(credit: u64, elapsed: u64, rate: u64, cap: u64, fill_ns: u64) -> u64 {
         cap
     } else {
         sum
+    }
+}
+
+/// What a CPU learnt the last time a bucket slot turned a packet away:
+/// no packet of that bucket can pass before `until_ns`. Credit only grows
+/// with time (other CPUs can only take from it), and a packet needs one
+/// packet token (`pps`) and at least one byte's bit credit (`bps`), so
+/// until the earlier of those refills every packet is over the rate. A
+/// flood then costs one array read per packet instead of a hash lookup
+/// and a bucket update; skipping those updates changes nothing later
+/// because a refill is exact (two in a row are one).
+#[repr(C)]
+pub struct RlMemo {
+    key: [u64; 3],
+    until_ns: u64,
+    /// The limit the time was worked out for (a later rule set may give
+    /// the slot another rate).
+    pps: u64,
+    bps: u64,
+}
+
+/// The key as three words (`RlKey` is 24 bytes, 8-byte aligned).
+#[inline(always)]
+fn key_words(k: &RlKey) -> [u64; 3] {
+    // SAFETY: `RlKey` is `repr(C, align(8))` and 24 bytes long.
+    unsafe { core::ptr::read(k as *const RlKey as *const [u64; 3]) }
+}
+
+/// Nanoseconds until `credit` grows to `need` at `rate` per ns (0 if it
+/// is there already).
+#[inline(always)]
+fn wait_ns(credit: u64, need: u64, rate: u64) -> u64 {
+    if rate == 0 || credit >= need {
+        0
+    } else {
+        (need - credit).div_ceil(rate)
     }
 }
 
@@ -351,6 +401,17 @@ fn conform(w: &mut L4Walk, rl: &RateLimit) -> bool {
         }
     }
     let (now, len) = (clock(w), w.len);
+    let memo = RL_MEMO.get_ptr_mut(rl.bucket as u32);
+    let key = key_words(&w.key);
+    if let Some(m) = memo {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        let m = unsafe { &*m };
+        // Word by word: `==` on the arrays compiles to a `memcmp` call.
+        let same = m.key[0] == key[0] && m.key[1] == key[1] && m.key[2] == key[2];
+        if now < m.until_ns && same && m.pps == rl.pps && m.bps == rl.bps {
+            return false;
+        }
+    }
     let found = RL_STATE.get_ptr_mut(&w.key);
     let st: &mut RlState = match found {
         // SAFETY: an LRU value; concurrent CPUs may race (see above).
@@ -378,22 +439,27 @@ fn conform(w: &mut L4Walk, rl: &RateLimit) -> bool {
             st.bit_credit -= bits;
         }
     }
+    if !ok {
+        let wait = wait_ns(st.pkt_credit, RL_SCALE, rl.pps).max(wait_ns(st.bit_credit, 8 * RL_SCALE, rl.bps));
+        if let (Some(m), true) = (memo, wait != 0) {
+            // SAFETY: as above.
+            unsafe { *m = RlMemo { key, until_ns: now + wait, pps: rl.pps, bps: rl.bps } };
+        }
+    }
     if found.is_none() {
         let _ = RL_STATE.insert(&w.key, &w.fresh, 0);
     }
     ok
 }
 
-/// Counts a packet toward protected prefix group `group`.
-#[no_mangle]
-#[inline(never)]
-pub extern "C" fn edgefilter_account(meta: *const GenerationMeta, ip: *const Ip, group: u32, len: u64) -> u32 {
-    if meta.is_null() || ip.is_null() || group >= MAX_PROTECT_GROUPS {
-        return 0;
+/// Counts a packet toward protected prefix group `group`. Inlined: a few
+/// counter updates cost less than the call and return of a BPF function.
+#[inline(always)]
+pub fn account(meta: &GenerationMeta, ip: &Ip, group: u32, len: u64) {
+    if group >= MAX_PROTECT_GROUPS {
+        return;
     }
-    // SAFETY: the caller's live values.
-    let (meta, ip) = unsafe { (&*meta, &*ip) };
-    let Some(st) = PROTECT_STATS.get_ptr_mut(group) else { return 0 };
+    let Some(st) = PROTECT_STATS.get_ptr_mut(group) else { return };
     // SAFETY: per-CPU slot.
     let st = unsafe { &mut *st };
     let class = match ip.protocol {
@@ -408,7 +474,7 @@ pub extern "C" fn edgefilter_account(meta: *const GenerationMeta, ip: *const Ip,
         st.fragments += 1;
     }
     if !ip.has_l4 || ip.fragment == FRAG_NON_FIRST {
-        return 0;
+        return;
     }
     if ip.protocol == IPPROTO_TCP && ip.tcp_flags & 0x12 == 0x02 {
         st.syn += 1;
@@ -432,7 +498,6 @@ pub extern "C" fn edgefilter_account(meta: *const GenerationMeta, ip: *const Ip,
             i += 1;
         }
     }
-    0
 }
 
 /// One packet in `sample_every` (per CPU) goes to `TRAFFIC_SAMPLES` for

@@ -123,6 +123,12 @@ pub static RATE_LIMITS: Array<RateLimit> = Array::with_max_entries(GENERATIONS *
 #[map(name = "RL_STATE")]
 pub static RL_STATE: LruHashMap<RlKey, RlState> = LruHashMap::with_max_entries(DEFAULT_RL_CAPACITY, 0);
 
+/// Per CPU and bucket slot: until when the last bucket found empty
+/// cannot pass a packet (`crate::ddos::RlMemo`). Not pinned: each loaded
+/// program keeps its own, derived from the shared `RL_STATE`.
+#[map(name = "RL_MEMO")]
+pub static RL_MEMO: PerCpuArray<crate::ddos::RlMemo> = PerCpuArray::with_max_entries(MAX_L4_RULES, 0);
+
 #[map(name = "PROTECT_STATS")]
 pub static PROTECT_STATS: PerCpuArray<ProtectStats> = PerCpuArray::with_max_entries(MAX_PROTECT_GROUPS, 0);
 

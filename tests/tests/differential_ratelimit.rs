@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use aya::programs::{TestRun, TestRunOptions};
 use filter_agent::dataplane::{Capacity, Dataplane};
 use filter_common::maps::Reason;
+use filter_common::reference::ratelimit::Buckets;
 use filter_common::reference::Reference;
 use filter_common::rules::order_file::Category;
 use filter_common::rules::ruleset::{RateLimitSpec, RatePer};
@@ -197,4 +198,127 @@ fn rate_limits_match_reference_with_controlled_time() {
     for want in [(Reason::RateLimit, XDP_DROP), (Reason::Pass, XDP_PASS)] {
         assert!(outcomes.contains_key(&want), "no packet reached {want:?}");
     }
+}
+
+/// One UDP rule toward `DESTS[0]` limited per destination at `pps` (burst
+/// one packet) and/or `bps` (burst `bps` bits).
+fn one_limit(pps: Option<u64>, bps: Option<u64>) -> RuleSet {
+    let mut rs = RuleSet { settings: Settings::default(), ..RuleSet::default() };
+    rs.rules.push(RuleInfo {
+        id: 1,
+        order_id: "RL-MEMO".into(),
+        authority: "test".into(),
+        category: Category::Attack,
+        dry_run: false,
+        file: "memo.toml".into(),
+        line: 1,
+        comment: None,
+    });
+    rs.l4.push(L4Slot {
+        rule_id: 1,
+        dry_run: false,
+        protocol: Some(17),
+        source: Scope::Any,
+        destination: Scope::Nets(vec![DESTS[0].parse::<IpAddr>().unwrap().into()]),
+        src_ports: None,
+        dst_ports: None,
+        tcp_flags: None,
+        icmp_type: None,
+        icmp_code: None,
+        rate_limit: Some(RateLimitSpec { per: RatePer::Destination, pps, bps, burst_packets: pps.map_or(0, |_| 1), burst_bits: bps.unwrap_or(0), count_only: false }),
+        fragments: false,
+        bucket: 0,
+        syn_auth: false,
+    });
+    rs
+}
+
+/// Sends `frame` at `now` to both and checks they agree; returns whether
+/// it passed.
+fn agree(dp: &mut Dataplane, reference: &Reference, now: u64, frame: &[u8], what: &str) -> bool {
+    dp.set_frozen_clock(now).unwrap();
+    reference.now_ns.set(now);
+    let want = reference.classify(frame);
+    let code = run_once(dp, frame);
+    assert_eq!(code, if want.drop { XDP_DROP } else { XDP_PASS }, "{what} at {now} ns: kernel {code}, reference {want:?}");
+    !want.drop
+}
+
+fn reference_with<'a>(rules: &'a RuleSet, generation: u32, buckets: Buckets) -> Reference<'a> {
+    let mut reference = Reference::new(rules);
+    reference.buckets.replace(buckets);
+    reference.generation = generation as u8;
+    reference
+}
+
+/// The first instant after `from` at which the reference would pass
+/// `frame` (binary search on copies of its buckets: credit only grows).
+fn first_pass_after(rules: &RuleSet, generation: u32, buckets: &Buckets, from: u64, frame: &[u8]) -> u64 {
+    let passes = |t: u64| {
+        let r = reference_with(rules, generation, buckets.clone());
+        r.now_ns.set(t);
+        !r.classify(frame).drop
+    };
+    let (mut lo, mut hi) = (from, from + 10_000_000_000);
+    assert!(passes(hi), "no credit ten seconds later");
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if passes(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
+}
+
+/// Applies `rules` twice, so both generations hold them and the program
+/// runs them in the generation returned.
+fn apply_both(dp: &mut Dataplane, rules: &RuleSet) -> u32 {
+    dp.apply_rules(rules).expect("apply");
+    dp.apply_rules(rules).expect("apply")
+}
+
+/// The kernel remembers, per CPU, until when an empty bucket cannot pass
+/// anything, and drops without looking at the bucket until then. The
+/// first packet a refill lets through must still pass, to the nanosecond
+/// (by packet credit, by bit credit, by both), and a later rule set that
+/// gives the same slot and key a faster rate must not inherit the wait.
+#[test]
+fn over_rate_memo_ends_exactly_when_credit_is_due() {
+    let mut dp = Dataplane::load(Capacity { prefixes_v4: 100, prefixes_v6: 100, v4_groups: 1, ..Capacity::default() }).expect("load XDP program");
+    let f = Flow::with_addrs(SOURCES[0].parse().unwrap(), DESTS[0].parse().unwrap(), 4000).with_ports(40000, 4000);
+    let frame = l7gen::udp_frame(&f, b"memo");
+    let mut now: u64 = 1_000_000_000;
+    let mut buckets = Buckets::default();
+    for (pps, bps) in [(Some(3), None), (None, Some(7_000)), (Some(3), Some(7_000))] {
+        let rules = one_limit(pps, bps);
+        let generation = apply_both(&mut dp, &rules);
+        let reference = reference_with(&rules, generation, std::mem::take(&mut buckets));
+        now += 10_000_000_000;
+        let mut passed = 0;
+        while agree(&mut dp, &reference, now, &frame, "spending the burst") {
+            passed += 1;
+            assert!(passed < 100_000, "the burst never ran out");
+        }
+        let due = first_pass_after(&rules, generation, &reference.buckets.borrow(), now, &frame);
+        let what = format!("pps {pps:?} bps {bps:?}: {} ns after the bucket ran dry", due - now);
+        assert!(!agree(&mut dp, &reference, due - 1, &frame, &what), "{what}: passed a nanosecond early");
+        assert!(agree(&mut dp, &reference, due, &frame, &what), "{what}: dropped when credit was due");
+        now = due;
+        buckets = reference.buckets.into_inner();
+    }
+    // One packet a second, spent; then the same slot at 1,000 a second:
+    // a millisecond later there is a token again.
+    let slow = one_limit(Some(1), None);
+    let generation = apply_both(&mut dp, &slow);
+    let reference = reference_with(&slow, generation, std::mem::take(&mut buckets));
+    now += 10_000_000_000;
+    while agree(&mut dp, &reference, now, &frame, "spending the slow burst") {}
+    let buckets = reference.buckets.into_inner();
+    let fast = one_limit(Some(1_000), None);
+    assert_eq!(apply_both(&mut dp, &fast), generation, "the same generation, slot and key");
+    let reference = reference_with(&fast, generation, buckets);
+    assert!(agree(&mut dp, &reference, now + 1_000_000, &frame, "at the faster rate"), "the faster rate inherited the slower rate's wait");
+    dp.set_frozen_clock(0).unwrap();
 }

@@ -50,6 +50,10 @@ pub const RL_PER_FLOW: u8 = 3;
 /// nanosecond, so no division is needed on the packet path.
 pub const RL_SCALE: u64 = 1_000_000_000;
 
+/// The smallest bucket, in nanoseconds of its rate: the longest clock
+/// tick (10 ms at `CONFIG_HZ=100`), see `compile::rate_limit`.
+pub const RL_MIN_BURST_NS: u64 = 10_000_000;
+
 /// `RATE_LIMITS[generation * MAX_L4_RULES + slot]`: the limit of a
 /// rate-limit L4 slot.
 #[repr(C)]
@@ -78,8 +82,9 @@ pub struct RateLimit {
     pub _pad2: [u8; 2],
 }
 
-/// `RL_STATE` key: one bucket.
-#[repr(C)]
+/// `RL_STATE` key: one bucket. 8-byte aligned so the kernel compares
+/// keys a word at a time (the size is the same: 24 bytes).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RlKey {
     /// The address the bucket is kept per (masked), or zero.

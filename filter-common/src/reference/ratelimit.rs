@@ -53,8 +53,12 @@ pub fn key(rl: &RateLimit, slot: usize, generation: u8, p: &IpPacket) -> RlKey {
 pub fn conform(b: &mut Buckets, rl: &RateLimit, key: RlKey, now: u64, len: u64) -> bool {
     let st = b.state.entry(key).or_insert(RlState { pkt_credit: rl.pkt_cap, bit_credit: rl.bit_cap, last_ns: now });
     let elapsed = now.saturating_sub(st.last_ns);
+    // `min(cap, credit + elapsed * rate)`, exactly: past `fill_ns` (cap /
+    // rate, rounded down) the product is over the cap. Exact, so two
+    // refills in a row are one: the kernel may skip a dropped packet's
+    // update (its over-rate memo) without changing any later decision.
     let refill = |credit: u64, rate: u64, cap: u64, fill_ns: u64| {
-        if elapsed >= fill_ns { cap } else { credit.saturating_add(elapsed * rate).min(cap) }
+        if elapsed > fill_ns { cap } else { credit.saturating_add(elapsed * rate).min(cap) }
     };
     if rl.pps != 0 {
         st.pkt_credit = refill(st.pkt_credit, rl.pps, rl.pkt_cap, rl.pkt_fill_ns);
