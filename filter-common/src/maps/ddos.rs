@@ -50,9 +50,9 @@ pub const RL_PER_FLOW: u8 = 3;
 /// nanosecond, so no division is needed on the packet path.
 pub const RL_SCALE: u64 = 1_000_000_000;
 
-/// The smallest bucket, in nanoseconds of its rate: the longest clock
-/// tick (10 ms at `CONFIG_HZ=100`), see `compile::rate_limit`.
-pub const RL_MIN_BURST_NS: u64 = 10_000_000;
+/// The smallest bucket, in nanoseconds of its rate: five of the longest
+/// clock ticks (10 ms at `CONFIG_HZ=100`), see `compile::rate_limit`.
+pub const RL_MIN_BURST_NS: u64 = 50_000_000;
 
 /// `RATE_LIMITS[generation * MAX_L4_RULES + slot]`: the limit of a
 /// rate-limit L4 slot.
