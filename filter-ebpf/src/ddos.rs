@@ -8,7 +8,7 @@ use filter_common::proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UD
 
 use crate::classify::hit;
 use crate::maps::*;
-use crate::mem::{get, put, set};
+use crate::mem::{copy_addr, get, put, set};
 use crate::parse::{Ip, FRAG_NONE, FRAG_NON_FIRST};
 
 /// State of the L4 rule walk (in `L4_SCRATCH`, not on the stack).
@@ -47,6 +47,12 @@ pub struct L4Walk {
     tick_ns: u64,
     tick_jiffies: u64,
 }
+
+// `copy_addr` moves addresses a word at a time: they must sit on 8-byte
+// boundaries.
+const _: () = assert!(core::mem::offset_of!(L4Walk, src) % 8 == 0 && core::mem::offset_of!(L4Walk, dst) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(L4Walk, key) % 8 == 0 && core::mem::offset_of!(RlKey, addr) == 0);
+const _: () = assert!(core::mem::align_of::<L4Walk>() >= 8 && core::mem::align_of::<RlKey>() >= 8);
 
 #[inline(always)]
 fn l4_set(generation: u32, index: u32) -> Option<&'static L4Set> {
@@ -95,8 +101,9 @@ pub extern "C" fn edgefilter_l4_stage(ctx: *mut xdp_md, meta: *const GenerationM
     if any == 0 {
         return 0;
     }
-    set!(w, src, ip.src);
-    set!(w, dst, ip.dst);
+    // SAFETY: scratch through raw pointers (see `crate::mem`).
+    copy_addr(unsafe { core::ptr::addr_of_mut!((*w).src) }, &ip.src);
+    copy_addr(unsafe { core::ptr::addr_of_mut!((*w).dst) }, &ip.dst);
     // Read when a rule needs it (`clock`): most walks never do.
     set!(w, now, 0);
     set!(w, len, len);
@@ -403,19 +410,19 @@ fn conform(w: &mut L4Walk, rl: &RateLimit) -> bool {
     k._pad = 0;
     match rl.per {
         RL_PER_SOURCE => {
-            k.addr = w.src;
+            copy_addr(&mut k.addr, &w.src);
             mask(&mut k.addr, if w.v6 != 0 { rl.src_len_v6 } else { rl.src_len_v4 });
         }
-        RL_PER_DESTINATION => k.addr = w.dst,
+        RL_PER_DESTINATION => copy_addr(&mut k.addr, &w.dst),
         RL_PER_FLOW => {
-            k.addr = w.src;
+            copy_addr(&mut k.addr, &w.src);
             k.proto = w.protocol;
             k.port = if w.has_l4 != 0 && w.non_first == 0 { w.dst_port } else { 0 };
         }
         _ => {
             // Per rule: no address. (Masked to nothing rather than
             // assigned zeros, which compiles to a `memset` call.)
-            k.addr = w.dst;
+            copy_addr(&mut k.addr, &w.dst);
             mask(&mut k.addr, 0);
             k.v6 = 0;
         }

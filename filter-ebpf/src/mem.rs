@@ -27,6 +27,20 @@ pub fn get<T>(p: *const T) -> T {
     unsafe { core::ptr::read_volatile(p) }
 }
 
+/// Copies a 16-byte address as two 8-byte words: an array assignment
+/// compiles to sixteen byte loads and stores (twice, through a stack
+/// temporary, when volatile). Both sides must be 8-byte aligned; the
+/// structs that hold addresses check it where they are declared.
+#[inline(always)]
+pub fn copy_addr(dst: *mut [u8; 16], src: *const [u8; 16]) {
+    let (d, s) = (dst as *mut u64, src as *const u64);
+    // SAFETY: both point to 16 bytes on an 8-byte boundary (see above).
+    unsafe {
+        core::ptr::write_volatile(d, core::ptr::read_volatile(s));
+        core::ptr::write_volatile(d.add(1), core::ptr::read_volatile(s.add(1)));
+    }
+}
+
 /// `put` of one field of the struct `p` points to (no temporary of the
 /// whole struct on the stack: the frame budget is 512 bytes for the whole
 /// call chain).

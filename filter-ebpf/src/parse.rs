@@ -51,6 +51,9 @@ pub struct Ip {
     pub icmp_code: u8,
 }
 
+// Addresses are copied a word at a time (`crate::mem::copy_addr`).
+const _: () = assert!(core::mem::offset_of!(Ip, src) % 8 == 0 && core::mem::offset_of!(Ip, dst) % 8 == 0);
+
 /// `N` bytes at `off`, or `None` if the frame is shorter.
 #[inline(always)]
 pub fn bytes<const N: usize>(ctx: &XdpContext, off: usize) -> Option<&[u8; N]> {
