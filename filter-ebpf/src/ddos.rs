@@ -362,7 +362,7 @@ fn refill(credit: u64, elapsed: u64, rate: u64, cap: u64, fill_ns: u64) -> u64 {
 /// no packet of that bucket can pass before `until_ns`. Credit only grows
 /// with time (other CPUs can only take from it), and a packet needs one
 /// packet token (`pps`) and at least one byte's bit credit (`bps`), so
-/// until the earlier of those refills every packet is over the rate. A
+/// until both are there (the later of the two) every packet is over. A
 /// flood then costs one array read per packet instead of a hash lookup
 /// and a bucket update; skipping those updates changes nothing later
 /// because a refill is exact (two in a row are one).

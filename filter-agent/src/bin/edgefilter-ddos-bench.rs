@@ -635,32 +635,40 @@ fn find<'a>(cells: &'a [Cell], flood: &str, dropper: &str) -> Option<&'a Cell> {
     cells.iter().find(|c| c.flood == flood && c.dropper == dropper)
 }
 
+/// Every target for every flood measured: a dropper that keeps up with
+/// one flood and not the other does not meet it.
 fn targets(cells: &[Cell], quick: bool) -> Vec<Target> {
     let mut out = Vec::new();
-    let Some(flood) = cells.first().map(|c| c.flood.clone()) else { return out };
-    for (other, goal) in [("nftables", TARGET_VS_NFT), ("xdp-filter", TARGET_VS_XDP_FILTER)] {
-        let name = format!("edgefilter (rate limit) drop rate vs {other}, {flood} flood");
-        let goal_text = format!(">= {goal}x");
-        let (Some(ours), Some(theirs)) = (find(cells, &flood, "edgefilter-rl"), find(cells, &flood, other)) else {
-            out.push(Target { name, goal: goal_text, measured: format!("not measured ({other} unavailable)"), met: None });
-            continue;
-        };
-        let obs = ratio(ours.dropped_pps, theirs.dropped_pps);
-        let cap = ratio(ours.capacity_pps, theirs.capacity_pps);
-        let measured = format!(
-            "{} per CPU ({} vs {} pps); dropped at full load {} ({} vs {} pps{})",
-            cap.map_or("n/a".into(), |r| format!("{r:.2}x")),
-            thousands(ours.capacity_pps as usize),
-            thousands(theirs.capacity_pps as usize),
-            obs.map_or("n/a".into(), |r| format!("{r:.2}x")),
-            thousands(ours.dropped_pps as usize),
-            thousands(theirs.dropped_pps as usize),
-            if ours.generator_limited { ", ours limited by the generator" } else { "" },
-        );
-        let met = if quick { None } else { cap.map(|r| r >= goal) };
-        out.push(Target { name, goal: goal_text, measured, met });
+    let mut floods: Vec<String> = cells.iter().map(|c| c.flood.clone()).collect();
+    floods.dedup();
+    for flood in floods {
+        for (other, goal) in [("nftables", TARGET_VS_NFT), ("xdp-filter", TARGET_VS_XDP_FILTER)] {
+            out.push(target(cells, &flood, other, goal, quick));
+        }
     }
     out
+}
+
+fn target(cells: &[Cell], flood: &str, other: &str, goal: f64, quick: bool) -> Target {
+    let name = format!("edgefilter (rate limit) drop rate vs {other}, {flood} flood");
+    let goal_text = format!(">= {goal}x");
+    let (Some(ours), Some(theirs)) = (find(cells, flood, "edgefilter-rl"), find(cells, flood, other)) else {
+        return Target { name, goal: goal_text, measured: format!("not measured ({other} unavailable)"), met: None };
+    };
+    let obs = ratio(ours.dropped_pps, theirs.dropped_pps);
+    let cap = ratio(ours.capacity_pps, theirs.capacity_pps);
+    let measured = format!(
+        "{} per CPU ({} vs {} pps); dropped at full load {} ({} vs {} pps{})",
+        cap.map_or("n/a".into(), |r| format!("{r:.2}x")),
+        thousands(ours.capacity_pps as usize),
+        thousands(theirs.capacity_pps as usize),
+        obs.map_or("n/a".into(), |r| format!("{r:.2}x")),
+        thousands(ours.dropped_pps as usize),
+        thousands(theirs.dropped_pps as usize),
+        if ours.generator_limited { ", ours limited by the generator" } else { "" },
+    );
+    let met = if quick { None } else { cap.map(|r| r >= goal) };
+    Target { name, goal: goal_text, measured, met }
 }
 
 fn met_text(m: Option<bool>) -> &'static str {
@@ -696,8 +704,15 @@ fn ceiling_lines(r: &Report) -> Vec<String> {
             let cap = |d: &str| find(&r.cells, flood, d).map(|c| c.capacity_pps);
             let floor = ratio(cap("floor")?, cap("nftables")?)?;
             let plain = ratio(cap("edgefilter-l4")?, cap("xdp-filter")?)?;
+            // What the nftables goal leaves a dropper beyond receiving and
+            // dropping a frame: 10^9 / (goal x nftables' pps) - the floor's ns.
+            let budget = 1e9 / (TARGET_VS_NFT * cap("nftables")?) - 1e9 / cap("floor")?;
+            let above = |d: &str| find(&r.cells, flood, d).and_then(|c| c.above_floor_ns).map_or("n/a".into(), |x| format!("{x:.0} ns"));
             Some(format!(
-                "`{flood}`: the floor (XDP_DROP without a look at the packet) is {floor:.2}x nftables per CPU here, the ceiling of any XDP dropper on this veth; edgefilter's plain L4 drop is {plain:.2}x xdp-filter per CPU."
+                "`{flood}`: the floor (XDP_DROP without a look at the packet) is {floor:.2}x nftables per CPU here, the ceiling of any XDP dropper on this veth; {TARGET_VS_NFT}x nftables leaves {budget:.0} ns per packet above the floor, where edgefilter's rate limit takes {}, its plain L4 drop {} and xdp-filter {}. edgefilter's plain L4 drop is {plain:.2}x xdp-filter per CPU.",
+                above("edgefilter-rl"),
+                above("edgefilter-l4"),
+                above("xdp-filter"),
             ))
         })
         .collect()
