@@ -98,7 +98,7 @@ fn bad_rate_limits_are_reported_at_their_line() {
 /// The kernel's rate-limit clock moves a tick (up to 10 ms) at a time, so
 /// no bucket is shallower than 50 ms of its rate; deeper bursts are kept.
 #[test]
-fn buckets_hold_at_least_ten_milliseconds_of_their_rate() {
+fn buckets_hold_at_least_fifty_milliseconds_of_their_rate() {
     let spec = |pps: Option<u64>, bps: Option<u64>, burst_packets: u64, burst_bits: u64| RateLimitSpec { per: RatePer::Rule, pps, bps, burst_packets, burst_bits, count_only: false };
     // 1,000 pps with a burst of 1: raised to 50 packets (filled in 50 ms).
     let rl = filter_common::compile::rate_limit(spec(Some(1_000), None, 1, 0));
