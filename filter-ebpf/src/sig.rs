@@ -522,7 +522,8 @@ fn event(s: *mut SigScratch, ip: &Ip, meta: &GenerationMeta, kind: u8) {
     }
 }
 
-/// Remembers a reporting state (each once); false when the log is full.
+/// Remembers a reporting state (each once); false, with the walk marked
+/// overflowed, when the log is full (the caller stops the walk).
 #[inline(always)]
 fn record(s: &mut SigScratch, row: u32) -> bool {
     let n = s.walk.n_hits;
@@ -537,6 +538,7 @@ fn record(s: &mut SigScratch, row: u32) -> bool {
         i += 1;
     }
     if n as usize >= SIG_MAX_HITS {
+        s.walk.overflow = 1;
         return false;
     }
     s.hits[(n as usize) & (SIG_MAX_HITS - 1)] = row;
@@ -582,7 +584,6 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     s.walk.row = row;
     s.walk.pos = pos;
     if t & SIG_NEXT_REPORTS as u64 != 0 && !record(s, row) {
-        s.walk.overflow = 1;
         return 1;
     }
     if pos >= s.walk.len {
@@ -699,7 +700,6 @@ fn walk_quad(s: &mut SigScratch, dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
             let row = (ts[j] & mask) as u32;
             if j == 0 || end >= from + window {
                 if !record(s, row) {
-                    s.walk.overflow = 1;
                     return 1;
                 }
             } else {
@@ -788,7 +788,6 @@ fn mend_step(s: &mut SigScratch, dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
         s.walk.mend_fresh = (f & mask) as u32;
         s.walk.mend_d = d as u32;
         if t & SIG_NEXT_REPORTS as u64 != 0 && from + d <= n && !record(s, (t & mask) as u32) {
-            s.walk.overflow = 1;
             return 1;
         }
         if !merged && d < last {
@@ -805,7 +804,6 @@ fn mend_step(s: &mut SigScratch, dfa: &[u32; SIG_DFA_SLOTS as usize]) -> i64 {
                 }
                 let (end, row) = (s.walk.held[jx][(2 * i) & (2 * HELD_MAX - 1)], s.walk.held[jx][(2 * i + 1) & (2 * HELD_MAX - 1)]);
                 if end as u64 > from + d && !record(s, row) {
-                    s.walk.overflow = 1;
                     return 1;
                 }
                 i += 1;
