@@ -639,14 +639,20 @@ fn find<'a>(cells: &'a [Cell], flood: &str, dropper: &str) -> Option<&'a Cell> {
 /// one flood and not the other does not meet it.
 fn targets(cells: &[Cell], quick: bool) -> Vec<Target> {
     let mut out = Vec::new();
-    let mut floods: Vec<String> = cells.iter().map(|c| c.flood.clone()).collect();
-    floods.dedup();
-    for flood in floods {
+    for flood in flood_names(cells) {
         for (other, goal) in [("nftables", TARGET_VS_NFT), ("xdp-filter", TARGET_VS_XDP_FILTER)] {
-            out.push(target(cells, &flood, other, goal, quick));
+            out.push(target(cells, flood, other, goal, quick));
         }
     }
     out
+}
+
+/// The floods measured, in the order of the cells (a flood's cells are
+/// together).
+fn flood_names(cells: &[Cell]) -> Vec<&str> {
+    let mut floods: Vec<&str> = cells.iter().map(|c| c.flood.as_str()).collect();
+    floods.dedup();
+    floods
 }
 
 fn target(cells: &[Cell], flood: &str, other: &str, goal: f64, quick: bool) -> Target {
@@ -696,9 +702,7 @@ const DROP_HEADER: [&str; 9] = [
 /// dropper can reach; and edgefilter's plain L4 drop against xdp-filter's
 /// drop (like for like, no rate limit).
 fn ceiling_lines(r: &Report) -> Vec<String> {
-    let mut floods: Vec<&str> = r.cells.iter().map(|c| c.flood.as_str()).collect();
-    floods.dedup();
-    floods
+    flood_names(&r.cells)
         .into_iter()
         .filter_map(|flood| {
             let cap = |d: &str| find(&r.cells, flood, d).map(|c| c.capacity_pps);
