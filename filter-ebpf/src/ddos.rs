@@ -8,7 +8,7 @@ use filter_common::proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UD
 
 use crate::classify::hit;
 use crate::maps::*;
-use crate::mem::{copy_addr, get, put, set};
+use crate::mem::{copy_addr, get, mask_addr, put, set, zero_addr};
 use crate::parse::{Ip, FRAG_NONE, FRAG_NON_FIRST};
 
 /// State of the L4 rule walk (in `L4_SCRATCH`, not on the stack).
@@ -329,17 +329,6 @@ fn l4_matches(rule: &L4Rule, ip: &L4Walk) -> bool {
     true
 }
 
-/// The first `len` bits of `addr`.
-#[inline(always)]
-fn mask(addr: &mut [u8; 16], len: u8) {
-    let mut i = 0;
-    while i < 16 {
-        let bits = (len as i32 - (i as i32) * 8).clamp(0, 8) as u32;
-        addr[i] &= if bits == 0 { 0 } else { (0xffu32 << (8 - bits)) as u8 };
-        i += 1;
-    }
-}
-
 /// `min(cap, credit + elapsed * rate)`, exactly (see
 /// `reference::ratelimit::conform`): past `fill_ns` the product is over
 /// the cap, and short of it the product fits.
@@ -411,7 +400,7 @@ fn conform(w: &mut L4Walk, rl: &RateLimit) -> bool {
     match rl.per {
         RL_PER_SOURCE => {
             copy_addr(&mut k.addr, &w.src);
-            mask(&mut k.addr, if w.v6 != 0 { rl.src_len_v6 } else { rl.src_len_v4 });
+            mask_addr(&mut k.addr, if w.v6 != 0 { rl.src_len_v6 } else { rl.src_len_v4 });
         }
         RL_PER_DESTINATION => copy_addr(&mut k.addr, &w.dst),
         RL_PER_FLOW => {
@@ -420,10 +409,8 @@ fn conform(w: &mut L4Walk, rl: &RateLimit) -> bool {
             k.port = if w.has_l4 != 0 && w.non_first == 0 { w.dst_port } else { 0 };
         }
         _ => {
-            // Per rule: no address. (Masked to nothing rather than
-            // assigned zeros, which compiles to a `memset` call.)
-            copy_addr(&mut k.addr, &w.dst);
-            mask(&mut k.addr, 0);
+            // Per rule: no address.
+            zero_addr(&mut k.addr);
             k.v6 = 0;
         }
     }

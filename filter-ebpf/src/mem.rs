@@ -41,6 +41,34 @@ pub fn copy_addr(dst: *mut [u8; 16], src: *const [u8; 16]) {
     }
 }
 
+/// Keeps the first `len` bits of a 16-byte address (network order) and
+/// clears the rest, a word at a time (see `copy_addr`: 8-byte aligned).
+#[inline(always)]
+pub fn mask_addr(addr: *mut [u8; 16], len: u8) {
+    let w = addr as *mut u64;
+    let mut i = 0;
+    while i < 2 {
+        let keep = (len as i32 - i * 64).clamp(0, 64) as u32;
+        // The mask in network order: `keep` leading one bits.
+        let m = if keep == 0 { 0 } else { (u64::MAX << (64 - keep)).to_be() };
+        // SAFETY: as for `copy_addr`.
+        unsafe { core::ptr::write_volatile(w.add(i as usize), core::ptr::read_volatile(w.add(i as usize)) & m) };
+        i += 1;
+    }
+}
+
+/// Clears a 16-byte address (two stores; an array of zeros compiles to
+/// a `memset` call). 8-byte aligned, as for `copy_addr`.
+#[inline(always)]
+pub fn zero_addr(addr: *mut [u8; 16]) {
+    let w = addr as *mut u64;
+    // SAFETY: as for `copy_addr`.
+    unsafe {
+        core::ptr::write_volatile(w, 0);
+        core::ptr::write_volatile(w.add(1), 0);
+    }
+}
+
 /// `put` of one field of the struct `p` points to (no temporary of the
 /// whole struct on the stack: the frame budget is 512 bytes for the whole
 /// call chain).

@@ -31,10 +31,17 @@ const XDP_PASS: u32 = 2;
 const SOURCES: [&str; 8] = ["198.18.1.1", "198.18.1.2", "198.18.2.7", "198.19.5.5", "2001:db8:1::1", "2001:db8:1::2", "2001:db8:2::9", "2001:db8:1:0:ff::1"];
 const DESTS: [&str; 4] = ["198.19.0.10", "198.19.0.11", "2001:db8:c::10", "2001:db8:c::11"];
 
+const V4_LENS: [u8; 8] = [32, 31, 24, 23, 22, 16, 9, 0];
+const V6_LENS: [u8; 10] = [128, 127, 126, 80, 72, 65, 64, 63, 48, 0];
+
 fn spec(rng: &mut SmallRng) -> RateLimitSpec {
     let per = match rng.random_range(0..4) {
         0 => RatePer::Rule,
-        1 => RatePer::Source { v4: [32, 24, 16][rng.random_range(0..3)], v6: [128, 64, 48][rng.random_range(0..3)] },
+        // Lengths on and off byte and word (64-bit) boundaries: the
+        // kernel masks addresses a word at a time. SOURCES differ at
+        // bits 6 and 7 (/23 groups 198.18.1.x apart from .2.x), 72-79
+        // and 126-127.
+        1 => RatePer::Source { v4: V4_LENS[rng.random_range(0..V4_LENS.len())], v6: V6_LENS[rng.random_range(0..V6_LENS.len())] },
         2 => RatePer::Destination,
         _ => RatePer::Flow,
     };
@@ -358,4 +365,55 @@ fn kernel_clock_passes_the_rate() {
     eprintln!("{secs:.3} s: passed {passed}, rate-limited {limited}, expected {expected:.0} ± {slack:.0}");
     assert!(limited > 10 * passed, "the flood was not over its rate: {limited} limited, {passed} passed");
     assert!((passed as f64 - expected).abs() <= slack, "passed {passed} in {secs:.3} s at {PPS} pps (burst {burst}): expected {expected:.0} ± {slack:.0}");
+}
+
+/// A per-source limit keeps one bucket per source prefix: for every
+/// prefix length, two sources that differ only after the prefix share a
+/// bucket, and two that differ in its last bit do not (the kernel masks
+/// addresses a word at a time, so lengths on and off byte and 64-bit
+/// boundaries all count). Sources stay inside 198.18.0.0/15 and
+/// 2001:db8::/32: for lengths shorter than those, only the first check
+/// is made, with a bit inside the documentation range.
+#[test]
+fn source_buckets_end_at_the_prefix_length() {
+    let mut dp = Dataplane::load(Capacity { prefixes_v4: 100, prefixes_v6: 100, v4_groups: 1, ..Capacity::default() }).expect("load XDP program");
+    let flip = |a: IpAddr, bit: u32| -> IpAddr {
+        match a {
+            IpAddr::V4(v) => std::net::Ipv4Addr::from(u32::from(v) ^ (1 << (31 - bit))).into(),
+            IpAddr::V6(v) => std::net::Ipv6Addr::from(u128::from(v) ^ (1 << (127 - bit))).into(),
+        }
+    };
+    let mut now: u64 = 1_000_000_000;
+    let mut checked = 0;
+    for (base, dst, max, fixed) in [("198.18.170.85", DESTS[0], 32u32, 15u32), ("2001:db8:5555:aaaa:5555:aaaa:5555:aaaa", DESTS[2], 128, 32)] {
+        let base: IpAddr = base.parse().unwrap();
+        for len in 0..=max {
+            let mut rules = one_limit(Some(20), None);
+            let l4 = &mut rules.l4[0];
+            l4.destination = Scope::Nets(vec![dst.parse::<IpAddr>().unwrap().into()]);
+            let spec = l4.rate_limit.as_mut().unwrap();
+            spec.per = if max == 32 { RatePer::Source { v4: len as u8, v6: 128 } } else { RatePer::Source { v4: 32, v6: len as u8 } };
+            let generation = apply_both(&mut dp, &rules);
+            let reference = reference_with(&rules, generation, Buckets::default());
+            // Far from the last length's packets: every bucket is full.
+            now += 10_000_000_000;
+            let frame = |src: IpAddr| l7gen::udp_frame(&Flow::with_addrs(src, dst.parse().unwrap(), 4000).with_ports(40000, 4000), b"prefix");
+            let what = |src: IpAddr| format!("/{len}, source {src}");
+            // The bucket holds one packet (20 pps, 50 ms).
+            assert!(agree(&mut dp, &reference, now, &frame(base), &what(base)), "/{len}: the first packet of {base} dropped");
+            // After the prefix (or, for a prefix shorter than the range,
+            // the last bit): the same bucket, now empty.
+            if len < max {
+                let outside = flip(base, len.max(fixed));
+                assert!(!agree(&mut dp, &reference, now, &frame(outside), &what(outside)), "/{len}: {outside} got a bucket of its own");
+            }
+            // The prefix's last bit: another bucket, full.
+            if len > fixed {
+                let inside = flip(base, len - 1);
+                assert!(agree(&mut dp, &reference, now, &frame(inside), &what(inside)), "/{len}: {inside} shares {base}'s bucket");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, (32 - 15) + (128 - 32));
 }
