@@ -408,6 +408,7 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
     }
 
     let [dns_ports, tls_ports, http_ports] = rules.settings.l7_ports()?;
+    let reflect_ports = rules.settings.reflect_ports()?;
     let mut meta = GenerationMeta {
         flags: if rules.settings.fail_closed { META_FAIL_CLOSED } else { 0 },
         fragment_policy: rules.settings.fragment_policy,
@@ -420,7 +421,8 @@ pub fn compile_incremental(rules: &RuleSet, generation: u32, limits: Limits, tbl
         tls_ports,
         http_ports,
         generation: generation as u8,
-        reflect_ports: rules.settings.reflect_ports()?,
+        reflect_ports,
+        reflect_port_filter: reflect_port_filter(&reflect_ports),
         sample_every: rules.settings.sample_every,
         protect_groups: rules.settings.protect.len() as u32,
         syn_auth_ns: u64::from(rules.settings.syn_auth_seconds) * 1_000_000_000,
@@ -704,6 +706,24 @@ mod tests {
     use super::*;
     use crate::rules::ruleset::DomainRule;
     use crate::rules::DomainPattern;
+
+    #[test]
+    fn every_reflection_port_passes_the_port_filter() {
+        let rules = RuleSet::default();
+        let meta = compile(&rules, 1).unwrap().meta;
+        let mut set = 0;
+        for port in 0..=u16::MAX {
+            let listed = meta.reflect_ports.contains(&port) && port != 0;
+            let may = may_be_reflect_port(&meta.reflect_port_filter, port);
+            assert!(may || !listed, "reflection port {port} filtered out");
+            set += u32::from(may);
+        }
+        // Eight default ports, eight bits of 256: 1/32 of all ports get
+        // the comparisons.
+        assert_eq!(meta.reflect_ports.iter().filter(|&&p| p != 0).count(), 8);
+        assert_eq!(set, 8 * 256);
+        assert_eq!(reflect_port_filter(&[0, 0]), [0; 4]);
+    }
 
     #[test]
     fn a_key_shared_by_two_names_is_an_error_naming_both() {

@@ -252,6 +252,27 @@ pub struct GenerationMeta {
     pub protect_groups: u32,
     /// How long a source verified by SYN authentication stays verified.
     pub syn_auth_ns: u64,
+    /// Bit `port % 256` is set for each of `reflect_ports`: a UDP source
+    /// port whose bit is clear is not a reflection port, and the 16
+    /// comparisons are skipped (most UDP toward a protected prefix).
+    pub reflect_port_filter: [u64; 4],
+}
+
+/// `GenerationMeta::reflect_port_filter` of `ports` (0 = unused slot).
+pub fn reflect_port_filter(ports: &[u16]) -> [u64; 4] {
+    let mut bits = [0u64; 4];
+    for &p in ports.iter().filter(|&&p| p != 0) {
+        let b = usize::from(p & 0xff);
+        bits[b >> 6] |= 1 << (b & 63);
+    }
+    bits
+}
+
+/// Whether `port`'s bit is set in a `reflect_port_filter`.
+#[inline(always)]
+pub fn may_be_reflect_port(filter: &[u64; 4], port: u16) -> bool {
+    let b = (port & 0xff) as usize;
+    filter[(b >> 6) & 3] & (1 << (b & 63)) != 0
 }
 
 /// Ports per kind in `GenerationMeta`.
@@ -289,6 +310,7 @@ impl Default for GenerationMeta {
             sample_every: 0,
             protect_groups: 0,
             syn_auth_ns: DEFAULT_SYN_AUTH_SECONDS as u64 * 1_000_000_000,
+            reflect_port_filter: [0; 4],
         }
     }
 }

@@ -493,7 +493,7 @@ pub fn account(meta: &GenerationMeta, ip: &Ip, group: u32, len: u64) {
     if ip.protocol == IPPROTO_TCP && ip.tcp_flags & 0x12 == 0x02 {
         st.syn += 1;
     }
-    if ip.protocol == IPPROTO_UDP {
+    if ip.protocol == IPPROTO_UDP && may_be_reflect_port(&meta.reflect_port_filter, ip.src_port) {
         let mut i = 0;
         while i < MAX_REFLECT_PORTS {
             let port = meta.reflect_ports[i];
