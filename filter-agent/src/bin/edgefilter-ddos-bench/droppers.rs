@@ -4,6 +4,9 @@
 //! * `floor`: `XDP_DROP` for everything, counting in a per-CPU array (a
 //!   dozen instructions loaded by hand): the cost of receiving a frame on
 //!   a veth and dropping it with nothing decided;
+//! * `floor-read`: the same after reading the EtherType, the IPv4
+//!   protocol, destination and both ports (passing what is not IPv4): what bringing the frame's headers in costs, the least any
+//!   filter pays;
 //! * `edgefilter`: the agent's XDP program through
 //!   `filter_agent::dataplane::Dataplane`, native mode, counted by its
 //!   per-reason counters;
@@ -99,15 +102,24 @@ pub struct Placement {
     pub prio: Option<i32>,
 }
 
-pub fn floor(env: &Env, pair: Pair, at: &Placement, warnings: &mut Vec<String>) -> Result<Dropper> {
+pub fn floor(env: &Env, pair: Pair, read_headers: bool, at: &Placement, warnings: &mut Vec<String>) -> Result<Dropper> {
     let ns = env.receiver_ns.clone();
     let dev = pair.receiver.clone();
-    let f = env::in_netns(&ns, move || Floor::attach(&dev))?;
+    let f = env::in_netns(&ns, move || Floor::attach(&dev, read_headers))?;
     let napi_pid = napi(env, &pair, at.cpu, at.prio, warnings)?;
+    let (name, what, rules) = if read_headers {
+        (
+            "floor-read",
+            "reads the EtherType, IPv4 protocol, destination and both ports, then XDP_DROP with one per-CPU counter: the least any filter does",
+            "IPv4 frames: r0 = XDP_DROP after reading 5 header fields and counting (hand-assembled, 29 instructions)",
+        )
+    } else {
+        ("floor", "XDP_DROP everything, one per-CPU counter (no decision): the veth receive floor", "r0 = XDP_DROP after counting (hand-assembled, 12 instructions)")
+    };
     Ok(Dropper {
-        name: "floor",
-        what: "XDP_DROP everything, one per-CPU counter (no decision): the veth receive floor".into(),
-        rules: vec!["r0 = XDP_DROP after counting (hand-assembled, 12 instructions)".into()],
+        name,
+        what: what.into(),
+        rules: vec![rules.into()],
         pair,
         napi_pid,
         mode: "native (bpf_link)".into(),
@@ -295,12 +307,33 @@ pub struct Floor {
 impl Floor {
     /// Loads the program and attaches it (native, bpf_link) to `dev` in
     /// this thread's namespace.
-    fn attach(dev: &str) -> Result<Floor> {
+    fn attach(dev: &str, read_headers: bool) -> Result<Floor> {
         let mut attr = Attr { raw: [0; 128] };
         attr.map_create = [BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, 0];
         let map = owned(bpf(BPF_MAP_CREATE, &mut attr).context("BPF_MAP_CREATE (per-CPU array)")?);
         let fd = map.as_raw_fd();
-        let insns = [
+        // Optionally read what any filter must read: the EtherType, the
+        // protocol, the destination and both ports (of an IPv4 header
+        // without options), so the frame's headers come in; anything not
+        // IPv4 passes.
+        let read = [
+            insn(0x61, 2, 1, 0, 0),             // r2 = ctx->data
+            insn(0x61, 3, 1, 4, 0),             // r3 = ctx->data_end
+            insn(0xbf, 4, 2, 0, 0),             // r4 = r2
+            insn(0x07, 4, 0, 0, 38),            // r4 += 38 (Ethernet, IPv4, ports)
+            insn(0x2d, 4, 3, 22, 0),            // if r4 > r3 goto pass
+            insn(0x69, 5, 2, 12, 0),            // r5 = EtherType
+            insn(0x55, 5, 0, 20, 0x0008),       // if r5 != htons(0x0800) goto pass
+            insn(0x71, 5, 2, 23, 0),            // r5 = protocol
+            insn(0x61, 4, 2, 30, 0),            // r4 = destination
+            insn(0x69, 3, 2, 34, 0),            // r3 = source port
+            insn(0x69, 0, 2, 36, 0),            // r0 = destination port
+            insn(0x0f, 5, 4, 0, 0),             // r5 += r4
+            insn(0x0f, 5, 3, 0, 0),             // r5 += r3
+            insn(0x0f, 5, 0, 0, 0),             // r5 += r0
+            insn(0x15, 5, 0, 12, 0),            // if r5 == 0 goto pass
+        ];
+        let count = [
             insn(0x62, 10, 0, -4, 0),           // *(u32 *)(r10 - 4) = 0
             insn(0xbf, 2, 10, 0, 0),            // r2 = r10
             insn(0x07, 2, 0, 0, -4),            // r2 += -4
@@ -314,9 +347,14 @@ impl Floor {
             insn(0xb7, 0, 0, 0, 1),             // r0 = XDP_DROP
             insn(0x95, 0, 0, 0, 0),             // exit
         ];
+        let pass = [
+            insn(0xb7, 0, 0, 0, 2),             // r0 = XDP_PASS
+            insn(0x95, 0, 0, 0, 0),             // exit
+        ];
+        let insns: Vec<u64> = if read_headers { read.iter().chain(&count).chain(&pass).copied().collect() } else { count.to_vec() };
         let license = c"GPL";
         let mut name = [0u8; 16];
-        name[..13].copy_from_slice(b"ddos_floor_dr");
+        name[..13].copy_from_slice(if read_headers { b"ddos_floor_rd" } else { b"ddos_floor_dr" });
         let mut attr = Attr { raw: [0; 128] };
         attr.load = LoadAttr {
             prog_type: BPF_PROG_TYPE_XDP,
