@@ -224,9 +224,16 @@ pub struct Lookup {
     action: u32,
 }
 
+/// `bpf_loop` callback: one `lookup_one`.
+extern "C" fn lookup_step(_index: u64, _cb: *mut core::ffi::c_void) -> i64 {
+    lookup_one()
+}
+
 /// One suffix per call, least specific first: the most specific entry that
 /// says something wins; the most specific dry-run rule is kept too.
-extern "C" fn lookup_step(_index: u64, _cb: *mut core::ffi::c_void) -> i64 {
+/// Returns 1 when no suffix is left.
+#[inline(always)]
+fn lookup_one() -> i64 {
     let Some(scratch) = callback_scratch() else { return 1 };
     let k = scratch.look.k;
     let labels = scratch.look.labels;
@@ -287,9 +294,13 @@ fn lookup(scratch: *mut Scratch, labels: u32, meta: &GenerationMeta, len: u64) -
     set!(look, rule, 0);
     set!(look, dry, 0);
     set!(look, action, DOMAIN_NONE as u32);
-    // SAFETY: the callback only touches the per-CPU scratch.
-    unsafe {
-        bpf_loop(MAX_NAME_LABELS as u32, lookup_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
+    // The first suffix looked up inline: most names need no other (a
+    // `bpf_loop` call and a callback cost more than the lookup's hashing).
+    if lookup_one() == 0 {
+        // SAFETY: the callback only touches the per-CPU scratch.
+        unsafe {
+            bpf_loop(MAX_NAME_LABELS as u32, lookup_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
+        }
     }
     // SAFETY: fields of the scratch map value.
     let (dry, rule, action) = unsafe { (get(core::ptr::addr_of!((*look).dry)), get(core::ptr::addr_of!((*look).rule)), get(core::ptr::addr_of!((*look).action))) };
@@ -317,7 +328,7 @@ pub struct NameWalk {
     wire_end: u32,
 }
 
-const WIRE_LABELS_PER_CALL: u32 = 2;
+const WIRE_LABELS_PER_CALL: u32 = 4;
 const RUNNING: u32 = 0;
 const DONE: u32 = 1;
 const BAD: u32 = 2;
@@ -335,9 +346,13 @@ fn walk_name(scratch: *mut Scratch, seeds: &[u64; 2], pos: u32, end: u32, wire: 
     set!(walk, wire, wire as u32);
     set!(walk, status, RUNNING);
     set!(walk, wire_end, 0);
-    // SAFETY: the callback only touches the per-CPU scratch.
-    unsafe {
-        bpf_loop(MAX_NAME_LEN as u32 / 2 + 2, name_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
+    // The first step inline (a wire name of up to four labels needs no
+    // other): a callback costs about as much as hashing a label.
+    if name_one() == 0 {
+        // SAFETY: the callback only touches the per-CPU scratch.
+        unsafe {
+            bpf_loop(MAX_NAME_LEN as u32 / 2 + 2, name_step as *mut core::ffi::c_void, core::ptr::null_mut(), 0);
+        }
     }
     // SAFETY: fields of the scratch map value.
     let (status, end, labels) =
@@ -350,6 +365,38 @@ fn walk_name(scratch: *mut Scratch, seeds: &[u64; 2], pos: u32, end: u32, wire: 
     labels
 }
 
+/// `buf` comes first in `Scratch`, which is 8-byte aligned, and other
+/// fields follow it: the aligned word after `buf`'s last is inside the map
+/// value.
+const _: () = assert!(core::mem::offset_of!(Scratch, buf) == 0 && core::mem::size_of::<Scratch>() >= SCRATCH_LEN + 8 && core::mem::align_of::<Scratch>() >= 8);
+
+/// The hash state (before `label_end`) of the `len`-byte label at
+/// `buf[start..]`, a word at a time (`names::label_word`). Names lie
+/// within what was loaded into `buf`, never across its end; the index
+/// mask only bounds the read for the verifier.
+#[inline(always)]
+fn hash_label(scratch: &Scratch, seeds: &NameHash, start: u32, len: u32) -> NameHash {
+    let base = scratch as *const Scratch as *const u8;
+    let mut h = label_start(seeds);
+    for j in 0..(MAX_LABEL_LEN as u32).div_ceil(8) {
+        let at = j * 8;
+        if at >= len {
+            break;
+        }
+        // Two aligned loads and a funnel shift: an unaligned load compiles
+        // to eight byte loads on BPF.
+        let i = (start + at) & SCRATCH_MASK;
+        let (a, shift) = ((i & !7) as usize, u64::from(i & 7) * 8);
+        // SAFETY: aligned words within the scratch map value (8-byte
+        // aligned; see the assertion above for the one past `buf`).
+        let (lo, hi) = unsafe { (core::ptr::read(base.add(a) as *const u64), core::ptr::read(base.add(a + 8) as *const u64)) };
+        // `hi << (64 - shift)`, in two shifts so that a shift of 0 gives 0.
+        let w = (lo >> shift) | ((hi << 1) << (63 - shift));
+        h = label_word(h, keep_bytes(w, len - at));
+    }
+    h
+}
+
 #[inline(always)]
 fn push_label(scratch: &mut Scratch, h: [u64; 2], len: u32) {
     let index = (scratch.walk.labels as usize) & (MAX_NAME_LABELS - 1);
@@ -357,11 +404,17 @@ fn push_label(scratch: &mut Scratch, h: [u64; 2], len: u32) {
     scratch.labels[index] = label_end(h, len);
 }
 
+/// `bpf_loop` callback: one `name_one`.
+extern "C" fn name_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    name_one()
+}
+
 /// One label per call (wire format: up to `WIRE_LABELS_PER_CALL`): the
-/// bytes of a label are hashed by an inner loop whose only branches leave
+/// words of a label are hashed by an inner loop whose only branches leave
 /// it, so the verifier walks it linearly, and a name costs one call per
 /// label (or few labels) rather than per byte. Returns 1 to stop.
-extern "C" fn name_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+#[inline(always)]
+fn name_one() -> i64 {
     let Some(scratch) = callback_scratch() else { return 1 };
     if scratch.walk.status != RUNNING {
         return 1;
@@ -394,13 +447,7 @@ extern "C" fn name_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
                 scratch.walk.status = BAD;
                 return 1;
             }
-            let mut h = label_start(&seeds);
-            for j in 0..MAX_LABEL_LEN as u32 {
-                if j >= len {
-                    break;
-                }
-                h = label_byte(h, scratch.buf[((pos + 1 + j) & SCRATCH_MASK) as usize]);
-            }
+            let h = hash_label(scratch, &seeds, pos + 1, len);
             push_label(scratch, h, len);
             let next = pos + 1 + len;
             crate::mem::put(core::ptr::addr_of_mut!(scratch.walk.pos), next);
@@ -414,18 +461,12 @@ extern "C" fn name_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         return 0;
     }
     // Text: up to the next dot or the end.
-    let mut h = label_start(&seeds);
     let mut n = 0u32;
     for j in 0..MAX_LABEL_LEN as u32 + 1 {
         let i = pos + j;
-        if i >= end {
+        if i >= end || scratch.buf[(i & SCRATCH_MASK) as usize] == b'.' {
             break;
         }
-        let b = scratch.buf[(i & SCRATCH_MASK) as usize];
-        if b == b'.' {
-            break;
-        }
-        h = label_byte(h, b);
         n = j + 1;
     }
     if n == 0 || n > MAX_LABEL_LEN as u32 {
@@ -433,6 +474,7 @@ extern "C" fn name_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         scratch.walk.status = BAD;
         return 1;
     }
+    let h = hash_label(scratch, &seeds, pos, n);
     push_label(scratch, h, n);
     if pos + n >= end {
         scratch.walk.status = DONE;
