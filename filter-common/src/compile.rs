@@ -311,10 +311,10 @@ fn layout_v4(folded: &[(Prefix, Own)], entries: &mut Entries, generation: u32, l
     // they last: even one probe is a hash lookup, several times the cost
     // of the group's array read (a protected host's /32 sits on every
     // packet's path toward it).
-    let mut dense: Vec<(u32, u32, usize)> = blocks.iter().map(|(block, list)| (*block, lengths(list), list.len())).collect();
-    dense.sort_by(|a, b| b.1.count_ones().cmp(&a.1.count_ones()).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
-    dense.truncate(limits.v4_groups as usize);
-    let grouped: std::collections::HashSet<u32> = dense.iter().map(|(b, _, _)| *b).collect();
+    let mut densest: Vec<(u32, u32, usize)> = blocks.iter().map(|(block, list)| (*block, lengths(list), list.len())).collect();
+    densest.sort_by(|a, b| b.1.count_ones().cmp(&a.1.count_ones()).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
+    densest.truncate(limits.v4_groups as usize);
+    let grouped: std::collections::HashSet<u32> = densest.iter().map(|(b, _, _)| *b).collect();
 
     let mut layout = V4Layout { groups: Vec::new(), long: Vec::new() };
     for (block, mut list) in blocks {

@@ -1077,10 +1077,13 @@ fn run(args: &Args) -> Result<bool> {
     }
     let mut cells = Vec::new();
     for (fi, (fname, _)) in floods.iter().enumerate() {
-        let floor_ns = samples[fi].first().map(|s| s.iter().map(|x| x.rx_ns_per_drop).filter(|v| v.is_finite()).fold(f64::NAN, f64::min));
+        // The floor is the first dropper: its cell comes before the others.
+        let mut floor_ns = None;
         for (di, d) in droppers.iter().enumerate() {
             let mut c = cell(fname, d, std::mem::take(&mut samples[fi][di]));
-            if d.name != "floor" {
+            if d.name == "floor" {
+                floor_ns = Some(c.fastest_rx_ns_per_drop);
+            } else {
                 c.above_floor_ns = floor_ns.map(|f| c.fastest_rx_ns_per_drop - f);
             }
             c.reasons = d.reasons();

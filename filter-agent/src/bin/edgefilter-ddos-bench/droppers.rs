@@ -312,27 +312,6 @@ impl Floor {
         attr.map_create = [BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, 0];
         let map = owned(bpf(BPF_MAP_CREATE, &mut attr).context("BPF_MAP_CREATE (per-CPU array)")?);
         let fd = map.as_raw_fd();
-        // Optionally read what any filter must read: the EtherType, the
-        // protocol, the destination and both ports (of an IPv4 header
-        // without options), so the frame's headers come in; anything not
-        // IPv4 passes.
-        let read = [
-            insn(0x61, 2, 1, 0, 0),             // r2 = ctx->data
-            insn(0x61, 3, 1, 4, 0),             // r3 = ctx->data_end
-            insn(0xbf, 4, 2, 0, 0),             // r4 = r2
-            insn(0x07, 4, 0, 0, 38),            // r4 += 38 (Ethernet, IPv4, ports)
-            insn(0x2d, 4, 3, 22, 0),            // if r4 > r3 goto pass
-            insn(0x69, 5, 2, 12, 0),            // r5 = EtherType
-            insn(0x55, 5, 0, 20, 0x0008),       // if r5 != htons(0x0800) goto pass
-            insn(0x71, 5, 2, 23, 0),            // r5 = protocol
-            insn(0x61, 4, 2, 30, 0),            // r4 = destination
-            insn(0x69, 3, 2, 34, 0),            // r3 = source port
-            insn(0x69, 0, 2, 36, 0),            // r0 = destination port
-            insn(0x0f, 5, 4, 0, 0),             // r5 += r4
-            insn(0x0f, 5, 3, 0, 0),             // r5 += r3
-            insn(0x0f, 5, 0, 0, 0),             // r5 += r0
-            insn(0x15, 5, 0, 12, 0),            // if r5 == 0 goto pass
-        ];
         let count = [
             insn(0x62, 10, 0, -4, 0),           // *(u32 *)(r10 - 4) = 0
             insn(0xbf, 2, 10, 0, 0),            // r2 = r10
@@ -346,6 +325,30 @@ impl Floor {
             insn(0x7b, 0, 1, 0, 0),             // *(u64 *)(r0 + 0) = r1
             insn(0xb7, 0, 0, 0, 1),             // r0 = XDP_DROP
             insn(0x95, 0, 0, 0, 0),             // exit
+        ];
+        // Optionally read what any filter must read: the EtherType, the
+        // protocol, the destination and both ports (of an IPv4 header
+        // without options), so the frame's headers come in; anything not
+        // IPv4 passes.
+        // Jumps from `read[at]` to `pass`, past the rest of `read` and `count`.
+        const READ_LEN: usize = 15;
+        let to_pass = |at: usize| (READ_LEN + count.len() - at - 1) as i16;
+        let read: [u64; READ_LEN] = [
+            insn(0x61, 2, 1, 0, 0),             // r2 = ctx->data
+            insn(0x61, 3, 1, 4, 0),             // r3 = ctx->data_end
+            insn(0xbf, 4, 2, 0, 0),             // r4 = r2
+            insn(0x07, 4, 0, 0, 38),            // r4 += 38 (Ethernet, IPv4, ports)
+            insn(0x2d, 4, 3, to_pass(4), 0),    // if r4 > r3 goto pass
+            insn(0x69, 5, 2, 12, 0),            // r5 = EtherType
+            insn(0x55, 5, 0, to_pass(6), 0x0008), // if r5 != htons(0x0800) goto pass
+            insn(0x71, 5, 2, 23, 0),            // r5 = protocol
+            insn(0x61, 4, 2, 30, 0),            // r4 = destination
+            insn(0x69, 3, 2, 34, 0),            // r3 = source port
+            insn(0x69, 0, 2, 36, 0),            // r0 = destination port
+            insn(0x0f, 5, 4, 0, 0),             // r5 += r4
+            insn(0x0f, 5, 3, 0, 0),             // r5 += r3
+            insn(0x0f, 5, 0, 0, 0),             // r5 += r0
+            insn(0x15, 5, 0, to_pass(14), 0),   // if r5 == 0 goto pass
         ];
         let pass = [
             insn(0xb7, 0, 0, 0, 2),             // r0 = XDP_PASS
