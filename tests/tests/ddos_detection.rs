@@ -117,24 +117,26 @@ impl Flood {
 /// A TCP service on the protected server and a client doing one
 /// request/response transaction per new connection, every 20 ms.
 struct Transactions {
-    stop: Arc<AtomicBool>,
+    /// The client stops first and the server after it: a server closing
+    /// its listener under a connection the client just opened would reset
+    /// it (a failure of the test, not of the filter).
+    stop_client: Arc<AtomicBool>,
+    stop_server: Arc<AtomicBool>,
     /// When each transaction completed, and every failure.
     done: Arc<Mutex<Vec<Instant>>>,
     failures: Arc<Mutex<Vec<String>>>,
-    threads: Vec<JoinHandle<()>>,
+    client: JoinHandle<()>,
+    server: JoinHandle<u64>,
 }
 
 impl Transactions {
     fn start(h: &Harness) -> Transactions {
         let addr: SocketAddr = format!("[{SERVER_V6}]:8080").parse().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = edgefilter_tests::harness::line_service(h, addr, stop.clone());
-        let server = std::thread::spawn(move || {
-            let _ = server.join();
-        });
+        let (stop_client, stop_server) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let server = edgefilter_tests::harness::line_service(h, addr, stop_server.clone());
         // The client's socket is made in the client namespace, each time.
         let client_ns = format!("/run/netns/{}", h.ns.names[CLIENT]);
-        let (s, done, failures) = (stop.clone(), Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+        let (s, done, failures) = (stop_client.clone(), Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
         let (d, f) = (done.clone(), failures.clone());
         let client = std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
@@ -162,7 +164,7 @@ impl Transactions {
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
-        Transactions { stop, done, failures, threads: vec![server, client] }
+        Transactions { stop_client, stop_server, done, failures, client, server }
     }
 
     /// Transactions completed between `from` and `to`.
@@ -170,11 +172,11 @@ impl Transactions {
         self.done.lock().unwrap().iter().filter(|t| **t >= from && **t < to).count()
     }
 
-    fn stop(mut self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+    fn stop(self) -> (usize, Vec<String>) {
+        self.stop_client.store(true, Ordering::Relaxed);
+        let _ = self.client.join();
+        self.stop_server.store(true, Ordering::Relaxed);
+        let _ = self.server.join();
         let n = self.done.lock().unwrap().len();
         (n, self.failures.lock().unwrap().clone())
     }
